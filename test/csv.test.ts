@@ -38,7 +38,7 @@ describe('formatCell', () => {
 
   it.each(['=SUM(A1)', '+1', '-1', '@cmd', '\tx', '\rx', '\nx'])('guards free text starting like a formula: %j', (value) => {
     const cell = formatCell(value, 'text', guarded);
-    const [[parsed]] = parse(`${cell}\r\n`, { relaxQuotes: false }) as string[][];
+    const [[parsed]] = parse(`${cell}\r\n`, { relaxQuotes: false }) as [[string]];
     expect(parsed).toBe(`'${normalizeLineBreaks(value)}`);
   });
 
@@ -106,7 +106,7 @@ describe('round trip through an independent parser (csv-parse)', () => {
   it('with the guard on, a value parses back with a leading quote exactly when it starts like a formula', () => {
     fc.assert(
       fc.property(anyText, (value) => {
-        const [[parsed]] = parse(formatRecord([formatCell(value, 'text', guarded)]), {}) as string[][];
+        const [[parsed]] = parse(formatRecord([formatCell(value, 'text', guarded)]), {}) as [[string]];
         const normalized = normalizeLineBreaks(value);
         expect(parsed).toBe(startsLikeFormula(normalized) ? `'${normalized}` : normalized);
         expect(startsLikeFormula(parsed ?? '')).toBe(false);
