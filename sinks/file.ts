@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { finished } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
+import type { OutputTarget, PendingObject, StoredObject } from './output.js';
+
+/** True for names that stay inside their folder: no separators, no `.`/`..`, no hidden files. */
+export function isPlainFileName(name: string): boolean {
+  return name.length > 0 && name.length <= 255 && !/[/\\\0]/.test(name) && !name.startsWith('.');
+}
+
+/**
+ * Writes exports into a local folder (`file://DIR`). An object is written under a hidden temporary
+ * name in the same folder, flushed to disk, and only then linked to its final name, which fails
+ * rather than overwrite an existing file; a discarded object leaves nothing behind.
+ */
+export class FileOutputTarget implements OutputTarget {
+  readonly directory: string;
+  readonly description: string;
+
+  constructor(directory: string) {
+    this.directory = resolve(directory);
+    this.description = pathToFileURL(this.directory).href;
+  }
+
+  async open(name: string): Promise<PendingObject> {
+    if (!isPlainFileName(name)) throw new TypeError(`Expected a plain file name, got ${JSON.stringify(name)}`);
+    await mkdir(this.directory, { recursive: true });
+    const finalPath = join(this.directory, name);
+    const temporaryPath = join(this.directory, `.${name}.${randomBytes(6).toString('hex')}.partial`);
+    // `flush` fsyncs before close, so a committed file survives a crash of the machine.
+    const stream = createWriteStream(temporaryPath, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 });
+    let settled = false;
+    const discard = async (): Promise<void> => {
+      settled = true;
+      if (!stream.destroyed) stream.destroy();
+      await finished(stream).catch(() => {});
+      await unlink(temporaryPath).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
+    };
+    const commit = async (): Promise<StoredObject> => {
+      if (settled) throw new Error(`${name} was already committed or discarded`);
+      settled = true;
+      try {
+        await finished(stream);
+        if (!stream.closed) await once(stream, 'close');
+        await link(temporaryPath, finalPath);
+        await unlink(temporaryPath);
+        await syncDirectory(this.directory);
+        const { size } = await stat(finalPath);
+        return { uri: pathToFileURL(finalPath).href, bytes: size };
+      } catch (error) {
+        await unlink(temporaryPath).catch(() => {});
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new Error(`${finalPath} already exists; exports never overwrite a file`);
+        }
+        throw error;
+      }
+    };
+    return { stream, commit, discard };
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Parses an output URI. `file://DIR` takes a relative (`file://./exports`) or absolute
+ * (`file:///srv/exports`) folder.
+ * @throws TypeError naming the URI and what is accepted.
+ */
+export function parseFileOutputUri(uri: string): string | undefined {
+  if (!uri.startsWith('file://')) return undefined;
+  const path = decodeURIComponent(uri.slice('file://'.length));
+  if (path.length === 0) throw new TypeError(`Expected a folder after file:// in ${JSON.stringify(uri)}`);
+  return path;
+}

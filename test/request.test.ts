@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { parseConversationRequest, parseRangeBound } from '../jobs/conversations/request.js';
+import { InvalidRequestError } from '../jobs/errors.js';
+
+const valid = { merchantId: '42', from: '2026-09-01', to: '2026-10-31' };
+
+function rejection(input: unknown): InvalidRequestError {
+  try {
+    parseConversationRequest(input);
+  } catch (error) {
+    if (error instanceof InvalidRequestError) return error;
+    throw error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('parseConversationRequest', () => {
+  it('fills in the defaults', () => {
+    const request = parseConversationRequest(valid);
+    expect(request).toMatchObject({
+      kind: 'conversations',
+      merchantId: '42',
+      from: { kind: 'date', date: '2026-09-01' },
+      to: { kind: 'date', date: '2026-10-31' },
+      timezone: undefined,
+      filters: { agentIds: [], providers: [], aliases: [], statuses: [] },
+      csv: { bom: true, formulaGuard: true, rowsPerFile: 1_000_000 },
+    });
+    expect(request.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('accepts numbers for ids, deduplicates filters and upper-cases statuses', () => {
+    const request = parseConversationRequest({
+      ...valid,
+      merchantId: 42,
+      filters: { agentIds: [7, '7', 8], statuses: ['closed', 'OPENED'], providers: ['whatsapp', 'whatsapp'] },
+    });
+    expect(request.merchantId).toBe('42');
+    expect(request.filters.agentIds).toEqual(['7', '8']);
+    expect(request.filters.statuses).toEqual(['CLOSED', 'OPENED']);
+    expect(request.filters.providers).toEqual(['whatsapp']);
+  });
+
+  it.each([
+    [{ ...valid, merchantId: 'abc' }, 'merchantId', /positive whole number/],
+    [{ ...valid, merchantId: 0 }, 'merchantId', /positive whole number/],
+    [{ ...valid, merchantId: '99999999999999999999' }, 'merchantId', /bigint/],
+    [{ ...valid, from: '2026-02-30' }, 'from', /not a calendar date/],
+    [{ ...valid, from: '01/09/2026' }, 'from', /YYYY-MM-DD/],
+    [{ ...valid, to: '2026-09-01T10:00:00' }, 'to', /with offset/],
+    [{ ...valid, to: '2026-09-01T25:00:00Z' }, 'to', /not a valid timestamp/],
+    [{ ...valid, from: '2026-10-31', to: '2026-09-01' }, 'from', /not before/],
+    [{ ...valid, from: '2026-09-01', to: '2026-09-01' }, 'from', /not before/],
+    [{ ...valid, from: '2026-09-01T00:00:00Z', to: '2026-10-31T00:00:01Z' }, 'to', /longer than 60 days/],
+    [{ ...valid, timezone: 'Not a zone!' }, 'timezone', /IANA/],
+    [{ ...valid, filters: { statuses: ['OPENED', 'PICKED_UP'] } }, 'filters.statuses', /only active chats/],
+    [{ ...valid, filters: { statuses: ['OPENED'] } }, 'filters.statuses', /only active chats/],
+    [{ ...valid, filters: { statuses: ['DONE'] } }, 'filters.statuses[0]', /OPENED, PICKED_UP, CLOSED/],
+    [{ ...valid, filters: { agentIds: ['x'] } }, 'filters.agentIds[0]', /positive whole number/],
+    [{ ...valid, filters: { providers: [''] } }, 'filters.providers[0]', /non-empty/],
+    [{ ...valid, filters: { colour: ['red'] } }, 'filters.colour', /unknown field/],
+    [{ ...valid, csv: { rowsPerFile: 0 } }, 'csv.rowsPerFile', /from 1 to 1048575/],
+    [{ ...valid, csv: { rowsPerFile: 2_000_000 } }, 'csv.rowsPerFile', /from 1 to 1048575/],
+    [{ ...valid, csv: { bom: 'yes' } }, 'csv.bom', /true or false/],
+    [{ ...valid, kind: 'invoices' }, 'kind', /"conversations"/],
+    [{ ...valid, requestId: '../etc' }, 'requestId', /letters, digits/],
+    [{ ...valid, extra: 1 }, 'extra', /unknown field/],
+    ['not an object', 'request', /JSON object/],
+  ])('rejects %j naming %s', (input, field, rule) => {
+    const error = rejection(input);
+    expect(error.field).toBe(field);
+    expect(error.message).toMatch(rule);
+    expect(error.message.startsWith(`${field}: `)).toBe(true);
+  });
+
+  it('allows exactly 60 x 24 hours between two instants', () => {
+    expect(() =>
+      parseConversationRequest({ ...valid, from: '2026-09-01T00:00:00-05:00', to: '2026-10-31T00:00:00-05:00' }),
+    ).not.toThrow();
+  });
+});
+
+describe('parseRangeBound', () => {
+  it('reads offsets in every ISO form', () => {
+    const instants = ['2026-09-01T05:00:00Z', '2026-09-01T00:00:00-05:00', '2026-09-01T00:00-0500', '2026-09-01T10:30:00.5+05:30'];
+    const parsed = instants.map((value) => parseRangeBound('from', value));
+    expect(parsed.map((bound) => (bound.kind === 'instant' ? bound.epochMs : NaN))).toEqual([
+      Date.UTC(2026, 8, 1, 5),
+      Date.UTC(2026, 8, 1, 5),
+      Date.UTC(2026, 8, 1, 5),
+      Date.UTC(2026, 8, 1, 5, 0, 0, 500),
+    ]);
+  });
+});
