@@ -673,6 +673,8 @@ export function planChat(plan: SeedPlan, layout: MerchantLayout, index: number, 
     if (i > 0 && !tie) {
       if (blink) time += random.int(1, 150_000);
       else if (longGapBefore === i) time += random.int(DAY + HOUR, DAY + 16 * HOUR);
+      // Bots answer within seconds; people take their time.
+      else if (at(script, i).sender === 'bot') time += random.int(300_000, 3 * SECOND);
       else time += drawGap(random);
     }
     if (at(script, i).sender === 'agent' && pickedUpAt === null) {
