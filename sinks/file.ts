@@ -33,11 +33,13 @@ export class FileOutputTarget implements OutputTarget {
     const temporaryPath = join(this.directory, `.${name}.${randomBytes(6).toString('hex')}.partial`);
     // `flush` fsyncs before close, so a committed file survives a crash of the machine.
     const stream = createWriteStream(temporaryPath, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 });
+    // Created before anything can discard it, so that discarding always finds the file to remove.
+    await once(stream, 'open');
     let settled = false;
     const discard = async (): Promise<void> => {
       settled = true;
       if (!stream.destroyed) stream.destroy();
-      await finished(stream).catch(() => {});
+      if (!stream.closed) await once(stream, 'close');
       await unlink(temporaryPath).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
       });
