@@ -21,4 +21,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+# A smaller young generation keeps the export's peak RSS near 120 MB instead of 220 MB, at no
+# measured cost in speed (bench/export-vs-copy.ts).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/dist/cli/main.js"]

@@ -1,0 +1,58 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createPool } from '../db/connection.js';
+import { startEmbeddedPostgres } from '../db/embedded.js';
+import { migrate } from '../db/migrate.js';
+import { seed } from '../db/seed.js';
+
+/** The deterministic data set the embedded default is seeded with. */
+export const DEMO_SEED = { merchants: 3, messages: 6000, seed: 1 } as const;
+
+/** A pool on the configured database, or on a throw-away embedded one. */
+export interface Database {
+  readonly pool: pg.Pool;
+  /** True when no DATABASE_URL was set and an embedded PostgreSQL with demo data serves. */
+  readonly embedded: boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `DATABASE_URL`, or, when it is not set and `allowEmbedded`, starts an embedded PostgreSQL,
+ * migrates it and seeds the demo data set, so the tool runs on a fresh machine with no services.
+ */
+export async function openDatabase(logger: Logger, options: { allowEmbedded: boolean }): Promise<Database> {
+  const url = process.env.DATABASE_URL;
+  const onIdleError = (error: Error): void => logger.warn({ err: error }, 'idle database connection failed');
+  if (url !== undefined && url !== '') {
+    const pool = createPool(url, { applicationName: 'audit-export' }, onIdleError);
+    return { pool, embedded: false, close: () => pool.end() };
+  }
+  if (!options.allowEmbedded) {
+    throw new Error('DATABASE_URL is not set: this command needs the database it should work on');
+  }
+  logger.warn('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
+  const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
+  const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
+  try {
+    const client = await pool.connect();
+    try {
+      await migrate(client);
+    } finally {
+      client.release();
+    }
+    const seeded = await seed(pool, DEMO_SEED);
+    logger.info({ ...seeded }, 'embedded PostgreSQL seeded');
+  } catch (error) {
+    await pool.end().catch(() => {});
+    await server.stop().catch(() => {});
+    throw error;
+  }
+  return {
+    pool,
+    embedded: true,
+    async close() {
+      await pool.end();
+      await server.stop();
+    },
+  };
+}

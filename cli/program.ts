@@ -1,0 +1,168 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { Logger } from 'pino';
+import { isAbortError, InvalidRequestError } from '../jobs/errors.js';
+import { createPool } from '../db/connection.js';
+import { migrate } from '../db/migrate.js';
+import { seed } from '../db/seed.js';
+import { DEMO_SEED } from './database.js';
+import { ExitCode } from './exit-codes.js';
+import { conversationOptions, exportConversations, type ConversationFlags } from './commands/export-conversations.js';
+import { createLogger } from './logger.js';
+
+/** The JSON summary line: the last line on stdout, which scripts parse. */
+function printSummary(summary: object): void {
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+function positiveInteger(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+      throw new InvalidRequestError(name, `expected a whole number, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+/** Runs `work` with an AbortSignal that SIGINT and SIGTERM abort; a second signal exits at once. */
+async function withCancellation<T>(logger: Logger, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(ExitCode.Cancelled);
+    logger.warn({ signal }, 'cancelling: cleaning up before exit');
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await work(controller.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function withMigratedPool<T>(work: (pool: import('pg').Pool) => Promise<T>): Promise<T> {
+  const url = process.env.DATABASE_URL;
+  if (url === undefined || url === '') {
+    throw new InvalidRequestError('DATABASE_URL', 'not set: this command needs the database it should work on');
+  }
+  const pool = createPool(url, { applicationName: 'audit-export' });
+  try {
+    return await work(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Builds the `audit-export` command tree; `run` decides the exit code. */
+export function buildProgram(logger: Logger, run: (work: () => Promise<void>) => Promise<void>): Command {
+  const program = new Command('audit-export')
+    .description(
+      "Exports merchants' chat data from PostgreSQL as spreadsheet-safe CSV in a zip.\n" +
+        'Logs go to stderr; on success the last stdout line is a JSON summary.\n' +
+        'Exit codes: 0 done, 1 failed, 2 invalid request, 3 cancelled.\n' +
+        'Environment: DATABASE_URL (unset: an embedded PostgreSQL with demo data), LOG_LEVEL.',
+    )
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+
+  const exportCommand = program.command('export').description('run one export and print its JSON summary');
+  conversationOptions(
+    exportCommand
+      .command('conversations')
+      .description(
+        'one CSV row per message of the chats created in [--from, --to), zipped;\n' +
+          'parts of at most --rows-per-file rows, split between chats',
+      ),
+  ).action((flags: ConversationFlags) =>
+    run(async () => printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal)))),
+  );
+
+  conversationOptions(
+    program
+      .command('demo')
+      .description(
+        'export the demo merchant\'s conversations: with no DATABASE_URL on an embedded PostgreSQL\n' +
+          'seeded with deterministic data, into ./exports; prints where the zip is',
+      ),
+    { merchant: '1', from: '2026-09-01', to: '2026-10-31' },
+  ).action((flags: ConversationFlags) =>
+    run(async () => {
+      const summary = await withCancellation(logger, (signal) => exportConversations(flags, logger, signal));
+      process.stderr.write(`\nExported ${summary.rows} rows of merchant ${flags.merchant} into ${summary.uri}\n\n`);
+      printSummary(summary);
+    }),
+  );
+
+  const db = program.command('db').description('database maintenance (uses DATABASE_URL)');
+  db.command('migrate')
+    .description('create the source tables and indexes when missing (idempotent)')
+    .action(() =>
+      run(() =>
+        withMigratedPool(async (pool) => {
+          const client = await pool.connect();
+          try {
+            await migrate(client);
+          } finally {
+            client.release();
+          }
+          logger.info('database migrated');
+        }),
+      ),
+    );
+  db.command('seed')
+    .description('append deterministic synthetic chat data (loaded with COPY)')
+    .addOption(new Option('--merchants <n>', 'merchants to create').argParser(positiveInteger('--merchants')).default(DEMO_SEED.merchants))
+    .addOption(new Option('--messages <n>', 'messages in all').argParser(positiveInteger('--messages')).default(DEMO_SEED.messages))
+    .addOption(new Option('--seed <s>', 'random seed: the same seed gives the same data').argParser(positiveInteger('--seed')).default(1))
+    .action((flags: { merchants: number; messages: number; seed: number }) =>
+      run(() =>
+        withMigratedPool(async (pool) => {
+          const summary = await seed(pool, { merchants: flags.merchants, messages: flags.messages, seed: flags.seed });
+          printSummary({ kind: 'seed', ...summary });
+        }),
+      ),
+    );
+  return program;
+}
+
+/** Parses argv, runs the command, and returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const logger = createLogger();
+  let exitCode: number = ExitCode.Ok;
+  const run = async (work: () => Promise<void>): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      if (error instanceof InvalidRequestError) {
+        logger.error({ field: error.field }, error.message);
+        process.stderr.write(`audit-export: invalid request: ${error.message}\n`);
+        exitCode = ExitCode.InvalidRequest;
+      } else if (isAbortError(error)) {
+        logger.warn('cancelled; nothing was left behind');
+        exitCode = ExitCode.Cancelled;
+      } else {
+        logger.error({ err: error }, (error as Error).message ?? String(error));
+        process.stderr.write(`audit-export: failed: ${(error as Error).message ?? String(error)}\n`);
+        exitCode = ExitCode.Failed;
+      }
+    }
+  };
+  const program = buildProgram(logger, run);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') {
+        return ExitCode.Ok;
+      }
+      return ExitCode.InvalidRequest;
+    }
+    if (error instanceof InvalidRequestError) {
+      process.stderr.write(`audit-export: invalid request: ${error.message}\n`);
+      return ExitCode.InvalidRequest;
+    }
+    throw error;
+  }
+  return exitCode;
+}

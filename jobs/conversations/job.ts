@@ -1,0 +1,118 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { deliverStream } from '../../pipeline/deliver.js';
+import type { OutputTarget } from '../../sinks/output.js';
+import { createZipStream } from '../../sinks/zip.js';
+import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
+import { createCsvPartsStage } from '../../transforms/csv-parts.js';
+import {
+  chatOf,
+  CONVERSATION_HEADER_RECORD,
+  CONVERSATION_SOURCE_COLUMNS,
+  formatConversationRecord,
+} from '../../transforms/conversation-row.js';
+import { partFileName } from '../../transforms/parts.js';
+import { conversationCopySql, conversationCountSql } from './query.js';
+import type { ConversationRequest } from './request.js';
+import { resolveConversationExport, type ResolvedConversationExport } from './resolve.js';
+
+/** The result of a conversation export: the JSON summary line's fields. */
+export interface ConversationExportSummary {
+  readonly requestId: string;
+  readonly kind: 'conversations';
+  /** The zip's location. */
+  readonly uri: string;
+  /** Data rows written, over all parts. */
+  readonly rows: number;
+  /** The CSV file names inside the zip, in export order. */
+  readonly files: readonly string[];
+  /** The zip's size. */
+  readonly bytes: number;
+}
+
+/** What an export runs with. */
+export interface ConversationExportContext {
+  readonly pool: pg.Pool;
+  readonly output: OutputTarget;
+  /** Aborting it cancels the export: nothing is left at the output and the call rejects with an AbortError. */
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+  /** When the request was made; the zip entries carry it as their modification time. */
+  readonly now?: Date;
+}
+
+/** The file name base shared by the zip and its CSV files. */
+export function conversationFileBase(resolved: ResolvedConversationExport): string {
+  return `conversations_merchant-${resolved.request.merchantId}_${resolved.fromLabel}_${resolved.toLabel}`;
+}
+
+/**
+ * Runs one conversation export: resolves the request, then streams every matching message from one
+ * snapshot through CSV formatting and zip into the output, and commits the object only when all of
+ * it was written.
+ *
+ * @throws InvalidRequestError before anything is written when the request cannot be served.
+ * @throws AbortError when `signal` aborted; nothing is left at the output.
+ */
+export async function runConversationExport(
+  request: ConversationRequest,
+  context: ConversationExportContext,
+): Promise<ConversationExportSummary> {
+  const { pool, output, signal, logger } = context;
+  signal.throwIfAborted();
+  const started = performance.now();
+  return await withReadOnlySnapshot(pool, async (session) => {
+    await session.query(`SET LOCAL DateStyle = 'ISO, YMD'`);
+    const resolved = await resolveConversationExport(session, request);
+    // Timestamps leave the server as local text of the export zone (see transforms/timestamp.ts).
+    await session.query(`SELECT set_config('TimeZone', $1, true)`, [resolved.timezone]);
+    const counted = await session.query<{ rows: string }>(conversationCountSql(resolved));
+    const expectedRows = Number(counted.rows[0]?.rows ?? 0);
+    const base = conversationFileBase(resolved);
+    const multipart = expectedRows > request.csv.rowsPerFile;
+    logger.info(
+      { requestId: request.requestId, merchantId: request.merchantId, timezone: resolved.timezone, expectedRows },
+      'conversation export started',
+    );
+
+    const object = await output.open(`${base}_${request.requestId}.zip`);
+    const csv = createCsvPartsStage({
+      columns: CONVERSATION_SOURCE_COLUMNS.length,
+      headerRecord: CONVERSATION_HEADER_RECORD,
+      bom: request.csv.bom,
+      formatRecord: (row) => formatConversationRecord(row, request.csv),
+      groupOf: (row) => {
+        const chat = chatOf(row);
+        return { key: chat.chatId, rows: chat.chatRows };
+      },
+      rowsPerFile: request.csv.rowsPerFile,
+      multipart,
+      partName: (index, multi) => partFileName(base, index, multi),
+    });
+    const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
+    const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {
+      // One snapshot serves both; a difference means a bug, and a wrong file must not be delivered.
+      if (csv.rows !== expectedRows) throw new Error(`Exported ${csv.rows} rows but the snapshot counted ${expectedRows}`);
+    });
+    const seconds = (performance.now() - started) / 1000;
+    logger.info(
+      {
+        requestId: request.requestId,
+        rows: csv.rows,
+        files: csv.files.length,
+        bytes: stored.bytes,
+        seconds: Number(seconds.toFixed(3)),
+        rowsPerSecond: Math.round(csv.rows / Math.max(seconds, 0.001)),
+      },
+      'conversation export finished',
+    );
+    return {
+      requestId: request.requestId,
+      kind: 'conversations',
+      uri: stored.uri,
+      rows: csv.rows,
+      files: [...csv.files],
+      bytes: stored.bytes,
+    };
+  });
+}

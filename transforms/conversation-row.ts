@@ -1,0 +1,154 @@
+import { formatCell, formatHeader, RECORD_END, type CellKind, type CsvCellOptions } from './csv.js';
+import { splitDirection } from './direction.js';
+import { formatDurationText } from './duration.js';
+import { formatTimestamp } from './timestamp.js';
+
+/**
+ * The columns the conversation query selects, in order (see jobs/conversations/query.ts). Raw values
+ * are formatted here, in TypeScript, so every rule is a unit-tested function; PostgreSQL only converts
+ * timestamps into the export zone and subtracts the duration.
+ */
+export const CONVERSATION_SOURCE_COLUMNS = [
+  'chat_id',
+  'merchant_id',
+  'provider',
+  'chat_created_at',
+  'message_created_at',
+  'contact_id',
+  'contact_identification',
+  'contact_name',
+  'contact_email',
+  'contact_phone_number',
+  'contact_mobile_number',
+  'agent_id',
+  'agent_name',
+  'agent_username',
+  'agent_email',
+  'sender',
+  'message_type',
+  'body',
+  'media_url',
+  'caption',
+  'alias',
+  'bot_name',
+  'status',
+  'opened_at',
+  'picked_up_at',
+  'closed_at',
+  'duration_seconds',
+  'chat_message_count',
+] as const;
+
+/** One row of the conversation query, as text values from PostgreSQL (`null` for SQL NULL). */
+export type ConversationSourceRow = readonly (string | null)[];
+
+const column = Object.fromEntries(CONVERSATION_SOURCE_COLUMNS.map((name, index) => [name, index])) as Record<
+  (typeof CONVERSATION_SOURCE_COLUMNS)[number],
+  number
+>;
+
+/** The export's header, exactly as merchants receive it. */
+export const CONVERSATION_HEADERS = [
+  'Chat ID',
+  'Merchant ID',
+  'Provider',
+  'Chat Created At',
+  'Message Created At',
+  'Contact ID',
+  'Contact Identification',
+  'Contact Name',
+  'Contact Email',
+  'Contact Phone Number',
+  'Contact Mobile Number',
+  'Agent ID',
+  'Agent Name',
+  'Agent Username',
+  'Agent Email',
+  'Message Incoming',
+  'Message Contact',
+  'Message Agent',
+  'Message Type',
+  'Message Caption',
+  'Alias',
+  'Bot',
+  'Status',
+  'Opened at',
+  'Picked up at',
+  'Closed at',
+  'Duration',
+] as const;
+
+/** The header record (CRLF included). */
+export const CONVERSATION_HEADER_RECORD = formatHeader(CONVERSATION_HEADERS);
+
+/** The chat a source row belongs to, and how many rows that chat has: what part splitting needs. */
+export function chatOf(row: ConversationSourceRow): { readonly chatId: string; readonly chatRows: number } {
+  return { chatId: row[column.chat_id] as string, chatRows: Number(row[column.chat_message_count]) };
+}
+
+/** Formats one source row as one CSV record of the conversation export (CRLF included). */
+export function formatConversationRecord(row: ConversationSourceRow, options: CsvCellOptions): string {
+  const cell = (index: number, kind: CellKind): string => formatCell(row[index] ?? null, kind, options);
+  const direction = splitDirection(
+    row[column.sender] as string,
+    row[column.message_type] as string,
+    row[column.body] ?? null,
+    row[column.media_url] ?? null,
+  );
+  return (
+    cell(column.chat_id, 'numeric') +
+    ',' +
+    cell(column.merchant_id, 'numeric') +
+    ',' +
+    cell(column.provider, 'text') +
+    ',' +
+    formatTimestamp(row[column.chat_created_at] ?? null) +
+    ',' +
+    formatTimestamp(row[column.message_created_at] ?? null) +
+    ',' +
+    cell(column.contact_id, 'numeric') +
+    ',' +
+    cell(column.contact_identification, 'text') +
+    ',' +
+    cell(column.contact_name, 'text') +
+    ',' +
+    cell(column.contact_email, 'text') +
+    ',' +
+    cell(column.contact_phone_number, 'phone') +
+    ',' +
+    cell(column.contact_mobile_number, 'phone') +
+    ',' +
+    cell(column.agent_id, 'numeric') +
+    ',' +
+    cell(column.agent_name, 'text') +
+    ',' +
+    cell(column.agent_username, 'text') +
+    ',' +
+    cell(column.agent_email, 'text') +
+    ',' +
+    (direction.incoming ? 'true' : 'false') +
+    ',' +
+    formatCell(direction.contact, 'text', options) +
+    ',' +
+    formatCell(direction.agent, 'text', options) +
+    ',' +
+    cell(column.message_type, 'text') +
+    ',' +
+    cell(column.caption, 'text') +
+    ',' +
+    cell(column.alias, 'text') +
+    ',' +
+    cell(column.bot_name, 'text') +
+    ',' +
+    cell(column.status, 'text') +
+    ',' +
+    formatTimestamp(row[column.opened_at] ?? null) +
+    ',' +
+    formatTimestamp(row[column.picked_up_at] ?? null) +
+    ',' +
+    formatTimestamp(row[column.closed_at] ?? null) +
+    ',' +
+    formatDurationText(row[column.duration_seconds] ?? null) +
+    RECORD_END
+  );
+}
