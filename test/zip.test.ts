@@ -23,7 +23,7 @@ import {
 } from '../sinks/zip.js';
 import { inspectWithPython, readWithYauzl, testWithUnzip, zipToBuffer } from './support/zip-readers.js';
 
-/** Bytes from hex fragments, so expected layouts can be written field by field. */
+/** Joins hex fragments, so expected layouts can be written field by field with comments. */
 function hex(...fields: string[]): string {
   return fields.join('').replace(/\s+/g, '');
 }
@@ -222,30 +222,32 @@ describe('zip byte layout', () => {
 });
 
 describe('createZipStream options', () => {
-  it.each<[unknown, string]>([
-    [{ level: 11 }, 'Expected `level` to be an integer from 0 to 9, got 11'],
-    [{ level: -1 }, 'Expected `level` to be an integer from 0 to 9, got -1'],
-    [{ level: 1.5 }, 'Expected `level` to be an integer from 0 to 9, got 1.5'],
-    [{ level: '6' }, 'Expected `level` to be an integer from 0 to 9, got "6"'],
-    [{ forceZip64: 'yes' }, 'Expected `forceZip64` to be a boolean, got "yes"'],
-    [null, 'Expected `options` to be an object, got null'],
+  it.each<[string, unknown]>([
+    ['Expected `level` to be an integer from 0 to 9, got 11', { level: 11 }],
+    ['Expected `level` to be an integer from 0 to 9, got -1', { level: -1 }],
+    ['Expected `level` to be an integer from 0 to 9, got 1.5', { level: 1.5 }],
+    ['Expected `level` to be an integer from 0 to 9, got "6"', { level: '6' }],
+    ['Expected `forceZip64` to be a boolean, got "yes"', { forceZip64: 'yes' }],
+    ['Expected `options` to be an object, got null', null],
     [
-      { modifiedAt: new Date(Number.NaN) },
       'Expected `modifiedAt` to be a valid Date from 1980-01-01 (local time) to 2106-02-07T06:28:15Z, ' +
         'the range zip timestamps can hold, got Invalid Date',
+      { modifiedAt: new Date(Number.NaN) },
     ],
     [
-      { modifiedAt: '2024-05-17' },
       'Expected `modifiedAt` to be a valid Date from 1980-01-01 (local time) to 2106-02-07T06:28:15Z, ' +
         'the range zip timestamps can hold, got "2024-05-17"',
+      { modifiedAt: '2024-05-17' },
     ],
-  ])('rejects %j with a TypeError at creation', (options, message) => {
+  ])('throws at creation: %s', (message, options) => {
     expect(() => createZipStream(options as ZipOptions)).toThrow(new TypeError(message));
     expect(() => new ZipStream(options as ZipOptions)).toThrow(TypeError);
   });
 
   it('rejects dates outside what zip timestamps hold', () => {
-    expect(() => createZipStream({ modifiedAt: new Date(1979, 11, 31, 23, 59, 59) })).toThrow(/^Expected `modifiedAt` to be a valid Date/);
+    expect(() => createZipStream({ modifiedAt: new Date(1979, 11, 31, 23, 59, 59) })).toThrow(
+      /^Expected `modifiedAt` to be a valid Date/,
+    );
     expect(() => createZipStream({ modifiedAt: new Date(Date.UTC(2106, 1, 7, 6, 28, 16)) })).toThrow(
       'got 2106-02-07T06:28:16.000Z',
     );
