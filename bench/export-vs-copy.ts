@@ -22,7 +22,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import pino from 'pino';
 import { createPool } from '../db/connection.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.js';
-import { migrate } from '../db/migrate.js';
+import { migratePool } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 import { runConversationExport } from '../jobs/conversations/job.js';
 import { parseConversationRequest } from '../jobs/conversations/request.js';
@@ -132,9 +132,7 @@ async function prepareDatabase(messages: number): Promise<{ url: string; embedde
   await adminClient.end();
   if (!exists) {
     const pool = createPool(url.toString(), { max: 1 });
-    const client = await pool.connect();
-    await migrate(client);
-    client.release();
+    await migratePool(pool);
     const seeded = await seed(pool, { merchants: 1, messages });
     await pool.query('VACUUM ANALYZE');
     await pool.end();

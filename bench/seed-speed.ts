@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createPool } from '../db/connection.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../db/embedded.js';
-import { migrate } from '../db/migrate.js';
+import { migratePool } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 
 function numberArgument(name: string, text: string | undefined, fallback: number): number {
@@ -49,12 +49,7 @@ async function main(): Promise<void> {
   await onAdmin(admin, `CREATE DATABASE ${name}`);
   const pool = createPool(url.toString(), { applicationName: 'audit-export-bench', max: 2 });
   try {
-    const client = await pool.connect();
-    try {
-      await migrate(client);
-    } finally {
-      client.release();
-    }
+    await migratePool(pool);
     const summary = await seed(pool, { merchants, messages, seed: seedValue });
     const rss = Math.round(process.memoryUsage().rss / 2 ** 20);
     console.log(JSON.stringify({ ...summary, seconds: Number(summary.seconds.toFixed(2)), rssMiB: rss }));

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createPool } from '../db/connection.js';
 import { startEmbeddedPostgres } from '../db/embedded.js';
-import { migrate } from '../db/migrate.js';
+import { migratePool } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 
 /** The deterministic data set the embedded default is seeded with. */
@@ -34,12 +34,7 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
   const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
   try {
-    const client = await pool.connect();
-    try {
-      await migrate(client);
-    } finally {
-      client.release();
-    }
+    await migratePool(pool);
     const seeded = await seed(pool, DEMO_SEED);
     logger.info({ ...seeded }, 'embedded PostgreSQL seeded');
   } catch (error) {

@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { isAbortError, InvalidRequestError } from '../jobs/errors.js';
 import { createPool } from '../db/connection.js';
-import { migrate } from '../db/migrate.js';
+import { migratePool } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 import { DEMO_SEED } from './database.js';
 import { ExitCode } from './exit-codes.js';
@@ -41,7 +41,7 @@ async function withCancellation<T>(logger: Logger, work: (signal: AbortSignal) =
   }
 }
 
-async function withMigratedPool<T>(work: (pool: import('pg').Pool) => Promise<T>): Promise<T> {
+async function withConfiguredPool<T>(work: (pool: import('pg').Pool) => Promise<T>): Promise<T> {
   const url = process.env.DATABASE_URL;
   if (url === undefined || url === '') {
     throw new InvalidRequestError('DATABASE_URL', 'not set: this command needs the database it should work on');
@@ -99,13 +99,8 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
     .description('create the source tables and indexes when missing (idempotent)')
     .action(() =>
       run(() =>
-        withMigratedPool(async (pool) => {
-          const client = await pool.connect();
-          try {
-            await migrate(client);
-          } finally {
-            client.release();
-          }
+        withConfiguredPool(async (pool) => {
+          await migratePool(pool);
           logger.info('database migrated');
         }),
       ),
@@ -117,7 +112,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
     .addOption(new Option('--seed <s>', 'random seed: the same seed gives the same data').argParser(positiveInteger('--seed')).default(1))
     .action((flags: { merchants: number; messages: number; seed: number }) =>
       run(() =>
-        withMigratedPool(async (pool) => {
+        withConfiguredPool(async (pool) => {
           const summary = await seed(pool, { merchants: flags.merchants, messages: flags.messages, seed: flags.seed });
           printSummary({ kind: 'seed', ...summary });
         }),

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withClient } from './connection.js';
 import { SOURCE_SCHEMA_SQL } from './schema.js';
 
 // Any constant works; it only has to be the same for every process migrating the same database.
@@ -18,4 +19,9 @@ export async function migrate(client: pg.ClientBase): Promise<void> {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   }
+}
+
+/** {@link migrate} on a connection borrowed from `pool`. */
+export async function migratePool(pool: pg.Pool): Promise<void> {
+  await withClient(pool, migrate);
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createPool } from '../../db/connection.js';
-import { migrate } from '../../db/migrate.js';
+import { migratePool } from '../../db/migrate.js';
 
 /** One test file's own database, migrated, with a pool on it. */
 export interface TestDatabase {
@@ -37,12 +37,7 @@ export function useTestDatabase(): TestDatabase {
       await client.end();
     }
     handle.pool = createPool(url, { applicationName: 'audit-export-test', max: 6 });
-    const migrating = await handle.pool.connect();
-    try {
-      await migrate(migrating);
-    } finally {
-      migrating.release();
-    }
+    await migratePool(handle.pool);
   });
 
   afterAll(async () => {
