@@ -70,6 +70,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
   conversationOptions(
     exportCommand
       .command('conversations')
+      .summary('one CSV row per message of a merchant\'s chats, zipped')
       .description(
         'one CSV row per message of the chats created in [--from, --to), zipped;\n' +
           'parts of at most --rows-per-file rows, split between chats',
@@ -81,9 +82,10 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
   conversationOptions(
     program
       .command('demo')
+      .summary('export the demo merchant into ./exports (embedded PostgreSQL when DATABASE_URL is unset)')
       .description(
-        'export the demo merchant\'s conversations: with no DATABASE_URL on an embedded PostgreSQL\n' +
-          'seeded with deterministic data, into ./exports; prints where the zip is',
+        "export the demo merchant's conversations into ./exports and print where the zip is;\n" +
+          'with no DATABASE_URL, on an embedded PostgreSQL seeded with deterministic data',
       ),
     { merchant: '1', from: '2026-09-01', to: '2026-10-31' },
   ).action((flags: ConversationFlags) =>
@@ -148,10 +150,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') {
-        return ExitCode.Ok;
-      }
-      return ExitCode.InvalidRequest;
+      // --help and --version exit 0; help shown because a subcommand is missing is a usage error.
+      return error.exitCode === 0 ? ExitCode.Ok : ExitCode.InvalidRequest;
     }
     if (error instanceof InvalidRequestError) {
       process.stderr.write(`audit-export: invalid request: ${error.message}\n`);

@@ -74,6 +74,12 @@ describe('audit-export export conversations', () => {
     expect(existsSync(join(out, 'exports')) ? await listFiles(join(out, 'exports')) : []).toEqual([]);
   });
 
+  it('treats a missing subcommand as a usage error (exit 2) and shows the subcommands', async () => {
+    const result = await runCli(['export']);
+    expect(result.code).toBe(2);
+    expect(result.stdout + result.stderr).toContain('conversations');
+  });
+
   it('rejects a missing required flag with exit 2', async () => {
     const result = await runCli(['export', 'conversations', '--merchant', '1', '--from', '2026-09-01'], { DATABASE_URL: db.url });
     expect(result.code).toBe(2);
