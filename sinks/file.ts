@@ -5,7 +5,7 @@ import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import type { OutputTarget, PendingObject, StoredObject } from './output.js';
+import type { ObjectDescription, OutputTarget, PendingObject, StoredObject } from './output.js';
 
 /** True for names that stay inside their folder: no separators, no `.`/`..`, no hidden files. */
 export function isPlainFileName(name: string): boolean {
@@ -26,7 +26,21 @@ export class FileOutputTarget implements OutputTarget {
     this.description = pathToFileURL(this.directory).href;
   }
 
-  async open(name: string): Promise<PendingObject> {
+  async find(name: string): Promise<StoredObject | undefined> {
+    if (!isPlainFileName(name)) throw new TypeError(`Expected a plain file name, got ${JSON.stringify(name)}`);
+    const path = join(this.directory, name);
+    try {
+      const { size } = await stat(path);
+      return { uri: pathToFileURL(path).href, bytes: size };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Local files keep no metadata: `object.metadata` and the content type are not stored. */
+  async open(object: ObjectDescription): Promise<PendingObject> {
+    const { name } = object;
     if (!isPlainFileName(name)) throw new TypeError(`Expected a plain file name, got ${JSON.stringify(name)}`);
     await mkdir(this.directory, { recursive: true });
     const finalPath = join(this.directory, name);

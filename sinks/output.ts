@@ -1,11 +1,32 @@
 import type { Writable } from 'node:stream';
 
+/** Where a committed object lives in Cloud Storage. */
+export interface GcsObjectLocation {
+  readonly bucket: string;
+  readonly object: string;
+  /** The object's generation, as a decimal string (it exceeds 2^53). */
+  readonly generation: string;
+}
+
 /** What a sink reports once the far side has confirmed the object. */
 export interface StoredObject {
   /** Where the object is: `file:///...` or `gs://bucket/object`. */
   readonly uri: string;
   /** Its size in bytes, as stored. */
   readonly bytes: number;
+  /** Set for Cloud Storage objects. */
+  readonly gcs?: GcsObjectLocation;
+  /** The custom metadata stored with the object, when the storage keeps any (Cloud Storage does). */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+/** What is known about an object before its bytes are written. */
+export interface ObjectDescription {
+  /** A plain file name, no folders; unique per request. */
+  readonly name: string;
+  readonly contentType: string;
+  /** Custom metadata stored with the object where the storage supports it. */
+  readonly metadata: Readonly<Record<string, string>>;
 }
 
 /**
@@ -26,6 +47,8 @@ export interface PendingObject {
 export interface OutputTarget {
   /** The target as the user gave it, for messages. */
   readonly description: string;
-  /** Starts writing the object `name` (a plain file name, no folders). */
-  open(name: string): Promise<PendingObject>;
+  /** Starts writing an object. */
+  open(object: ObjectDescription): Promise<PendingObject>;
+  /** The committed object called `name`, if there is one: lets a rerun skip work already done. */
+  find(name: string): Promise<StoredObject | undefined>;
 }

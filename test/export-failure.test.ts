@@ -19,8 +19,9 @@ const request = () => parseConversationRequest({ merchantId: MERCHANT, from: '20
 function observedTarget(inner: OutputTarget, onChunk: (count: number) => void): OutputTarget {
   return {
     description: inner.description,
-    async open(name): Promise<PendingObject> {
-      const object = await inner.open(name);
+    find: (name) => inner.find(name),
+    async open(description): Promise<PendingObject> {
+      const object = await inner.open(description);
       let count = 0;
       const stream = new Writable({
         highWaterMark: 16 * 1024,

@@ -75,7 +75,11 @@ export async function runConversationExport(
       'conversation export started',
     );
 
-    const object = await output.open(`${base}_${request.requestId}.zip`);
+    const object = await output.open({
+      name: `${base}_${request.requestId}.zip`,
+      contentType: 'application/zip',
+      metadata: { requestId: request.requestId, kind: 'conversations', merchantId: request.merchantId, rows: String(expectedRows) },
+    });
     const csv = createCsvPartsStage({
       columns: CONVERSATION_SOURCE_COLUMNS.length,
       headerRecord: CONVERSATION_HEADER_RECORD,
