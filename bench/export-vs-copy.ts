@@ -88,7 +88,7 @@ async function childExport(url: string): Promise<RunFigures> {
   const directory = await mkdtemp(join(tmpdir(), 'audit-export-bench-'));
   try {
     const started = performance.now();
-    const summary = await runConversationExport(parseConversationRequest({ merchantId: 1, ...RANGE }), {
+    const { summary } = await runConversationExport(parseConversationRequest({ merchantId: 1, ...RANGE }), {
       pool,
       output: new FileOutputTarget(directory),
       signal: new AbortController().signal,

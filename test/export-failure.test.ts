@@ -99,7 +99,7 @@ describe('a failing or aborted export', () => {
 
   it('still exports completely after those failures', async () => {
     const directory = await temporaryDirectory();
-    const summary = await runConversationExport(request(), {
+    const { summary } = await runConversationExport(request(), {
       pool: db.pool,
       output: new FileOutputTarget(directory),
       signal: new AbortController().signal,
@@ -114,7 +114,7 @@ describe('a failing or aborted export', () => {
     const output = new FileOutputTarget(directory);
     const context = { pool: db.pool, output, signal: new AbortController().signal, logger: silentLogger };
     const fixed = parseConversationRequest({ merchantId: MERCHANT, from: '2026-09-01', to: '2026-09-02', requestId: 'same-id' });
-    const first = await runConversationExport(fixed, context);
+    const { summary: first } = await runConversationExport(fixed, context);
     await expect(runConversationExport(fixed, context)).rejects.toThrow(/already exists/);
     expect(await listFiles(directory)).toEqual([first.uri.split('/').pop()]);
   });

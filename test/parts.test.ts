@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { partFileName, PartPlanner } from '../transforms/parts.js';
 
@@ -40,6 +41,22 @@ describe('PartPlanner', () => {
     const sizes = Array.from({ length: 200 }, (_, i) => ((i * 7919) % 13) + 1);
     for (const part of plan(10, sizes)) expect(part.length).toBeLessThanOrEqual(10);
     expect(plan(10, sizes).flat()).toHaveLength(sizes.reduce((a, b) => a + b, 0));
+  });
+
+  it('places a whole chat at once exactly as row by row', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 12 }), fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 60 }), (limit, sizes) => {
+        const byRow = new PartPlanner(limit);
+        const byChat = new PartPlanner(limit);
+        sizes.forEach((size, chat) => {
+          let last = -1;
+          for (let row = 0; row < size; row++) last = byRow.place(`c${chat}`, size);
+          expect(byChat.placeChat(`c${chat}`, size)).toBe(last);
+        });
+        // Both continue identically afterwards.
+        expect(byChat.place('next', 1)).toBe(byRow.place('next', 1));
+      }),
+    );
   });
 
   it('rejects a limit below 1', () => {

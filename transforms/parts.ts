@@ -32,6 +32,28 @@ export class PartPlanner {
     return this.#part;
   }
 
+  /**
+   * Places a whole chat of `chatRows` rows at once, as {@link place} would row by row, and returns
+   * the index of the last part it touches. Planning an export needs only chat sizes, not rows.
+   */
+  placeChat(chatId: string, chatRows: number): number {
+    if (!Number.isSafeInteger(chatRows) || chatRows < 1) {
+      throw new TypeError(`Expected \`chatRows\` to be a whole number from 1 and up, got ${chatRows}`);
+    }
+    this.place(chatId, chatRows);
+    const rest = chatRows - 1;
+    const room = this.rowsPerFile - this.#rowsInPart;
+    if (rest <= room) {
+      this.#rowsInPart += rest;
+      return this.#part;
+    }
+    const overflow = rest - room;
+    const moreParts = Math.ceil(overflow / this.rowsPerFile);
+    this.#part += moreParts;
+    this.#rowsInPart = overflow - (moreParts - 1) * this.rowsPerFile;
+    return this.#part;
+  }
+
   #startPart(): void {
     this.#part += 1;
     this.#rowsInPart = 0;

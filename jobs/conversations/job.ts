@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { deliverStream } from '../../pipeline/deliver.js';
-import type { OutputTarget } from '../../sinks/output.js';
+import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { createZipStream } from '../../sinks/zip.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { createCsvPartsStage } from '../../transforms/csv-parts.js';
@@ -12,7 +12,8 @@ import {
   formatConversationRecord,
 } from '../../transforms/conversation-row.js';
 import { partFileName } from '../../transforms/parts.js';
-import { conversationCopySql, conversationCountSql } from './query.js';
+import { planConversationExport } from './plan.js';
+import { conversationCopySql } from './query.js';
 import type { ConversationRequest } from './request.js';
 import { resolveConversationExport, type ResolvedConversationExport } from './resolve.js';
 
@@ -46,10 +47,27 @@ export function conversationFileBase(resolved: ResolvedConversationExport): stri
   return `conversations_merchant-${resolved.request.merchantId}_${resolved.fromLabel}_${resolved.toLabel}`;
 }
 
+/** A finished (or found) conversation export. */
+export interface ConversationExportResult {
+  /** The JSON summary line. */
+  readonly summary: ConversationExportSummary;
+  /** The zip as the storage confirmed it. */
+  readonly stored: StoredObject;
+  readonly resolved: ResolvedConversationExport;
+  /** True when a rerun found the request's zip already stored and exported nothing again. */
+  readonly reused: boolean;
+}
+
+/** File names of a plan's parts, from the base name and the count stored in the object's metadata. */
+function partNames(base: string, parts: number): string[] {
+  return Array.from({ length: parts }, (_, index) => partFileName(base, index, parts > 1));
+}
+
 /**
  * Runs one conversation export: resolves the request, then streams every matching message from one
  * snapshot through CSV formatting and zip into the output, and commits the object only when all of
- * it was written.
+ * it was written. The zip's name carries the request id; when a rerun of the same request finds it
+ * already stored (with the metadata this function writes), nothing is exported again.
  *
  * @throws InvalidRequestError before anything is written when the request cannot be served.
  * @throws AbortError when `signal` aborted; nothing is left at the output.
@@ -57,7 +75,7 @@ export function conversationFileBase(resolved: ResolvedConversationExport): stri
 export async function runConversationExport(
   request: ConversationRequest,
   context: ConversationExportContext,
-): Promise<ConversationExportSummary> {
+): Promise<ConversationExportResult> {
   const { pool, output, signal, logger } = context;
   signal.throwIfAborted();
   const started = performance.now();
@@ -66,19 +84,43 @@ export async function runConversationExport(
     const resolved = await resolveConversationExport(session, request);
     // Timestamps leave the server as local text of the export zone (see transforms/timestamp.ts).
     await session.query(`SELECT set_config('TimeZone', $1, true)`, [resolved.timezone]);
-    const counted = await session.query<{ rows: string }>(conversationCountSql(resolved));
-    const expectedRows = Number(counted.rows[0]?.rows ?? 0);
     const base = conversationFileBase(resolved);
-    const multipart = expectedRows > request.csv.rowsPerFile;
+    const name = `${base}_${request.requestId}.zip`;
+
+    const existing = await output.find(name);
+    if (existing !== undefined) {
+      const rows = Number(existing.metadata?.rows);
+      const parts = Number(existing.metadata?.parts);
+      if (existing.metadata?.requestId !== request.requestId || !Number.isSafeInteger(rows) || !Number.isSafeInteger(parts)) {
+        throw new Error(`${existing.uri} already exists and is not this request's export; exports never overwrite a file`);
+      }
+      logger.info({ requestId: request.requestId, uri: existing.uri }, 'conversation export already stored; not exporting again');
+      const summary: ConversationExportSummary = {
+        requestId: request.requestId,
+        kind: 'conversations',
+        uri: existing.uri,
+        rows,
+        files: partNames(base, parts),
+        bytes: existing.bytes,
+      };
+      return { summary, stored: existing, resolved, reused: true };
+    }
+
+    const plan = await planConversationExport(session, resolved, base);
     logger.info(
-      { requestId: request.requestId, merchantId: request.merchantId, timezone: resolved.timezone, expectedRows },
+      { requestId: request.requestId, merchantId: request.merchantId, timezone: resolved.timezone, expectedRows: plan.rows, files: plan.files.length },
       'conversation export started',
     );
-
     const object = await output.open({
-      name: `${base}_${request.requestId}.zip`,
+      name,
       contentType: 'application/zip',
-      metadata: { requestId: request.requestId, kind: 'conversations', merchantId: request.merchantId, rows: String(expectedRows) },
+      metadata: {
+        requestId: request.requestId,
+        kind: 'conversations',
+        merchantId: request.merchantId,
+        rows: String(plan.rows),
+        parts: String(plan.files.length),
+      },
     });
     const csv = createCsvPartsStage({
       columns: CONVERSATION_SOURCE_COLUMNS.length,
@@ -90,13 +132,15 @@ export async function runConversationExport(
         return { key: chat.chatId, rows: chat.chatRows };
       },
       rowsPerFile: request.csv.rowsPerFile,
-      multipart,
+      multipart: plan.files.length > 1,
       partName: (index, multi) => partFileName(base, index, multi),
     });
     const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
     const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {
-      // One snapshot serves both; a difference means a bug, and a wrong file must not be delivered.
-      if (csv.rows !== expectedRows) throw new Error(`Exported ${csv.rows} rows but the snapshot counted ${expectedRows}`);
+      // One snapshot serves the plan and the rows; a difference is a bug, and a wrong file must not be delivered.
+      if (csv.rows !== plan.rows || csv.files.join('/') !== plan.files.join('/')) {
+        throw new Error(`Exported ${csv.rows} rows in ${csv.files.length} files but planned ${plan.rows} in ${plan.files.length}`);
+      }
     });
     const seconds = (performance.now() - started) / 1000;
     logger.info(
@@ -110,7 +154,7 @@ export async function runConversationExport(
       },
       'conversation export finished',
     );
-    return {
+    const summary: ConversationExportSummary = {
       requestId: request.requestId,
       kind: 'conversations',
       uri: stored.uri,
@@ -118,5 +162,6 @@ export async function runConversationExport(
       files: [...csv.files],
       bytes: stored.bytes,
     };
+    return { summary, stored, resolved, reused: false };
   });
 }

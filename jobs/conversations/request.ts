@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { parseLocale, parseRecipients, type Locale } from '../announcement.js';
 import { InvalidRequestError } from '../errors.js';
 
 /** Chat statuses as stored in `chats.status`. */
@@ -45,6 +46,10 @@ export interface ConversationRequest {
   readonly timezone: string | undefined;
   readonly filters: ConversationFilters;
   readonly csv: CsvFileOptions;
+  /** Who gets an e-mail with the download link (validated, deduplicated, at most 20); none: no announcement. */
+  readonly recipients: readonly string[];
+  /** The e-mail's language. */
+  readonly locale: Locale;
 }
 
 const BIGINT_ID = /^[1-9][0-9]{0,18}$/;
@@ -141,7 +146,7 @@ function rejectUnknownFields(field: string, value: Record<string, unknown>, know
   }
 }
 
-const REQUEST_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'filters', 'csv'] as const;
+const REQUEST_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'filters', 'csv', 'recipients', 'locale'] as const;
 const FILTER_FIELDS = ['agentIds', 'providers', 'aliases', 'statuses'] as const;
 const CSV_FIELDS = ['bom', 'formulaGuard', 'rowsPerFile'] as const;
 
@@ -227,5 +232,7 @@ export function parseConversationRequest(input: unknown): ConversationRequest {
       formulaGuard: parseBoolean('csv.formulaGuard', rawCsv.formulaGuard, true),
       rowsPerFile,
     },
+    recipients: parseRecipients('recipients', input.recipients),
+    locale: parseLocale('locale', input.locale),
   };
 }

@@ -32,7 +32,7 @@ export interface ExportResult {
 /** Runs a conversation export of `request` into a new temporary folder and reads the zip back. */
 export async function exportConversations(pool: pg.Pool, request: unknown): Promise<ExportResult> {
   const directory = await temporaryDirectory();
-  const summary = await runConversationExport(parseConversationRequest(request), {
+  const { summary } = await runConversationExport(parseConversationRequest(request), {
     pool,
     output: new FileOutputTarget(directory),
     signal: new AbortController().signal,
