@@ -76,6 +76,18 @@ function describeError(error: unknown): string {
   return redactEmails(String(error));
 }
 
+/**
+ * What the state database keeps of a failed send: the server's reply as it came, addresses and all
+ * (the table holds the recipient anyway), else the error's message.
+ */
+function smtpOutcome(error: unknown): string {
+  if (error instanceof Error) {
+    const { response } = error as { response?: unknown };
+    return typeof response === 'string' && response !== '' ? response : error.message;
+  }
+  return String(error);
+}
+
 /** Nodemailer's details of a failed send, without addresses. */
 function smtpErrorFields(error: unknown): Record<string, unknown> {
   if (typeof error !== 'object' || error === null) return { error: redactEmails(String(error)) };
@@ -247,12 +259,12 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
       const fields = { ...who, attempt: claim.attempt, ...smtpErrorFields(error) };
       try {
         if (classifySmtpError(error) === 'permanent') {
-          await markRejected(deps.pool, claim, describeError(error));
+          await markRejected(deps.pool, claim, smtpOutcome(error));
           counts.rejected += 1;
           log.warn(fields, 'recipient rejected for good: not retried');
           return;
         }
-        await releaseClaim(deps.pool, claim, describeError(error));
+        await releaseClaim(deps.pool, claim, smtpOutcome(error));
       } catch (stateError) {
         // The claim stays `sending` and expires with its lease; the recipient is retried after that.
         log.error({ ...who, error: describeError(stateError) }, 'could not record a failed send');
