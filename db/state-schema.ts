@@ -1,0 +1,36 @@
+/**
+ * The mail step's own bookkeeping, kept in the state database (`STATE_DATABASE_URL`, default
+ * `DATABASE_URL`) rather than in the source tables the export reads. Every statement is idempotent,
+ * so `db migrate` may run any number of times, also concurrently (see {@link migrateState}).
+ *
+ * One row per (request, recipient): the claim that makes each download e-mail go out once.
+ * - `pending`: known, not being sent (a send failed transiently; the next delivery retries it).
+ * - `sending`: claimed by a mailer since `claimed_at` under `claim_token`; a claim older than the
+ *   lease is taken to belong to a mailer that died and may be taken over.
+ * - `sent`: the SMTP server answered 250 to the message; never sent again.
+ * - `rejected`: the server refused the recipient or the message for good (5xx); never retried.
+ *
+ * @see ../jobs/mailer/deliveries.ts for the transitions.
+ */
+export const STATE_SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS audit_export_deliveries (
+  request_id text NOT NULL,
+  recipient text NOT NULL,
+  status text NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'rejected')),
+  attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  claim_token uuid,
+  claimed_at timestamptz,
+  smtp_response text,
+  message_id text,
+  last_error text,
+  sent_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (request_id, recipient),
+  -- Only a claim being sent holds a token: a token left on a finished row could let a late
+  -- mailer release it, and a sending row without one could never be released by its owner.
+  CONSTRAINT audit_export_deliveries_claim_check CHECK ((status = 'sending') = (claim_token IS NOT NULL)),
+  CONSTRAINT audit_export_deliveries_claimed_at_check CHECK (status <> 'sending' OR claimed_at IS NOT NULL),
+  CONSTRAINT audit_export_deliveries_sent_at_check CHECK (status <> 'sent' OR sent_at IS NOT NULL)
+);
+`;
