@@ -1,4 +1,6 @@
-import { v1, type PubSub } from '@google-cloud/pubsub';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PubSub, v1 } from '@google-cloud/pubsub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../db/embedded.js';
 import { createPubSubClient, publishAnnouncement, resourceId } from '../sinks/pubsub.js';
@@ -37,6 +39,11 @@ async function pullOne(subscriptionName: string): Promise<{ data: Buffer; attrib
   } finally {
     await client.close();
   }
+}
+
+function restore(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
 }
 
 describe('createPubSubClient', () => {
@@ -119,6 +126,38 @@ describe('publishAnnouncement', () => {
       await unreachable.close();
     }
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('never asks the GCE metadata server when talking to the emulator', async () => {
+    // A stand-in metadata server counts the lookups; METADATA_SERVER_DETECTION=none (set by the
+    // emulator helper) is lifted for this test so that a lookup would actually be made.
+    let lookups = 0;
+    const metadata = createServer((request, response) => {
+      lookups += 1;
+      response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
+    const saved = { detection: process.env.METADATA_SERVER_DETECTION, host: process.env.GCE_METADATA_HOST };
+    delete process.env.METADATA_SERVER_DETECTION;
+    process.env.GCE_METADATA_HOST = `127.0.0.1:${(metadata.address() as AddressInfo).port}`;
+    const topic = uniqueName('ready');
+    await createTopicAndSubscription(pubsub, topic, uniqueName('mailer'));
+    const ours = createPubSubClient({ PUBSUB_EMULATOR_HOST: emulator.host, GOOGLE_CLOUD_PROJECT: emulator.projectId });
+    // The control: the library's own emulator set-up, without the universe domain.
+    const plain = new PubSub({ apiEndpoint: emulator.host, emulatorMode: true, projectId: emulator.projectId });
+    try {
+      await publishAnnouncement(ours, topic, sampleAnnouncement());
+      expect(lookups).toBe(0);
+      await plain.topic(topic).publishMessage({ data: Buffer.from('control') });
+      expect(lookups).toBeGreaterThan(0);
+    } finally {
+      await ours.close();
+      await plain.close();
+      restore('METADATA_SERVER_DETECTION', saved.detection);
+      restore('GCE_METADATA_HOST', saved.host);
+      metadata.closeAllConnections();
+      await new Promise<void>((resolve) => metadata.close(() => resolve()));
+    }
   });
 
   it('reports the emulator start time', () => {
