@@ -16,6 +16,17 @@ export const DEFAULT_EMULATOR_BINARY = '/usr/lib/google-cloud-sdk/platform/pubsu
 // heap from the machine's memory (a quarter of it) and spend a core on C2 compilation at start-up.
 const JAVA_TOOL_OPTIONS = '-Xmx256m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1';
 
+// Runs the emulator ("$0" "$@") in place of a shell that first leaves a watcher on its stdin, a
+// pipe from this process: when this process dies, however it dies (SIGTERM and SIGKILL run no
+// 'exit' handler), the pipe reaches end of file and the watcher stops the JVM. The JVM keeps the
+// shell's pid ($$), so the child's pid and exit are the JVM's.
+const WATCHDOG = [
+  'exec 3<&0',
+  '( read -r _ <&3; kill -TERM $$ 2>/dev/null ) </dev/null &',
+  'exec 3<&-',
+  'exec "$0" "$@" </dev/null',
+].join('\n');
+
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
 
@@ -70,9 +81,9 @@ class PortTakenError extends Error {}
 
 async function launch(binary: string, port: number): Promise<PubSubEmulator> {
   const started = performance.now();
-  const child = spawn(binary, ['--host=127.0.0.1', `--port=${port}`], {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG, binary, '--host=127.0.0.1', `--port=${port}`], {
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, JAVA_TOOL_OPTIONS },
   });
   // Keep the tail of its output for error messages; the emulator logs every request at INFO.
@@ -89,7 +100,7 @@ async function launch(binary: string, port: number): Promise<PubSubEmulator> {
 
   const kill = (signal: NodeJS.Signals): void => {
     try {
-      // Negative pid: the whole process group (the launcher script execs java; anything it forks).
+      // Negative pid: the whole process group (the JVM, the watcher, anything the JVM forks).
       if (child.pid !== undefined) process.kill(-child.pid, signal);
     } catch {
       // Already gone.
