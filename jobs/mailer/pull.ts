@@ -18,6 +18,7 @@ export interface ConsumeOptions {
   readonly concurrency?: number;
   /** Aborting stops the consumer: see {@link consumeSubscription}. */
   readonly signal: AbortSignal;
+  /** Receives handler failures (error), the drain (info, warn) and the library's debug events. */
   readonly logger: Logger;
   /**
    * The lease the library asks for and keeps extending while a handler runs (10 to 600 s).

@@ -82,7 +82,9 @@ export interface PushServerOptions {
   readonly port: number;
   /** Interface to listen on (default `127.0.0.1`; on Cloud Run, `0.0.0.0`). */
   readonly host?: string;
+  /** Decides each push: `ack` answers 204, `nack` 503. */
   readonly handler: MessageHandler;
+  /** Receives refusals with their reason (warn), handler failures (error), start and close (info). */
   readonly logger: Logger;
   /**
    * Require a Google OIDC token for this audience on every push (default `PUSH_AUDIENCE`); unset,

@@ -23,6 +23,7 @@ export interface LocalIssuer {
   sign(claims: IdTokenClaims, options?: { key?: KeyObject; kid?: string }): string;
   /** A key the endpoint does not serve, for bad signatures. */
   readonly strangerKey: KeyObject;
+  /** Stops the certificate endpoint. */
   close(): Promise<void>;
 }
 
