@@ -34,8 +34,9 @@ function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
  * Application Default Credentials). With `PUBSUB_EMULATOR_HOST` (`host:port`) it talks plain gRPC
  * to that emulator without credentials, and then requires `GOOGLE_CLOUD_PROJECT`.
  *
- * The library also reads `PUBSUB_EMULATOR_HOST` from `process.env` by itself; the endpoint is
- * passed explicitly so that `env` alone decides.
+ * The library reads `PUBSUB_EMULATOR_HOST` from `process.env` by itself too; the endpoint is passed
+ * explicitly so that an emulator named in `env` is used even when `process.env` names none (the
+ * reverse still holds: the library falls back to `process.env`'s when `env` has none).
  * @throws TypeError naming the variable and its rule.
  */
 export function createPubSubClient(env: NodeJS.ProcessEnv = process.env): PubSub {
