@@ -95,8 +95,8 @@ function expectNoAddressIn(logs: CapturedLogs, addresses: readonly string[] = RE
 describe('handleAnnouncement: delivery', () => {
   const WORDS = {
     en: { subject: 'B2Chat Exporting messages', expires: 'The link expires on November 28, 2026 at 2:05', size: 'File size: 1.2 MB', rows: 'Rows: 123,456', filters: 'Filters: Channels: WHATSAPP, <script>alert(1)</script>; Statuses: CLOSED' },
-    es: { subject: 'B2Chat Exportación de mensajes', expires: 'El enlace vence el 28 de noviembre de 2026 a las 14:05', size: 'Tamaño del archivo: 1,2 MB', rows: 'Filas: 123.456', filters: 'Filtros: Canales: WHATSAPP, <script>alert(1)</script>; Estados: CLOSED' },
-    pt: { subject: 'B2Chat Exportação de mensagens', expires: 'O link expira em 28 de novembro de 2026 às 14:05', size: 'Tamanho do arquivo: 1,2 MB', rows: 'Linhas: 123.456', filters: 'Filtros: Canais: WHATSAPP, <script>alert(1)</script>; Status: CLOSED' },
+    es: { subject: 'B2Chat Exporting messages', expires: 'El enlace vence el 28 de noviembre de 2026 a las 14:05', size: 'Tamaño del archivo: 1,2 MB', rows: 'Filas: 123.456', filters: 'Filtros: Canales: WHATSAPP, <script>alert(1)</script>; Estados: CLOSED' },
+    pt: { subject: 'B2Chat Exporting messages', expires: 'O link expira em 28 de novembro de 2026 às 14:05', size: 'Tamanho do arquivo: 1,2 MB', rows: 'Linhas: 123.456', filters: 'Filtros: Canais: WHATSAPP, <script>alert(1)</script>; Status: CLOSED' },
   } as const;
 
   it.each(['en', 'es', 'pt'] as const)('e-mails each of 3 recipients once, in %s, with the link and the export\'s details', async (locale) => {

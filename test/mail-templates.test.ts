@@ -44,7 +44,7 @@ const EXPECTED = {
     none: 'Filters: none',
   },
   es: {
-    subject: 'B2Chat Exportación de mensajes',
+    subject: 'B2Chat Exporting messages',
     lines: [
       'Hola:',
       'La exportación que solicitaste está lista.',
@@ -61,7 +61,7 @@ const EXPECTED = {
     none: 'Filtros: ninguno',
   },
   pt: {
-    subject: 'B2Chat Exportação de mensagens',
+    subject: 'B2Chat Exporting messages',
     lines: [
       'Olá,',
       'A exportação que você solicitou está pronta.',
@@ -123,7 +123,7 @@ describe('renderDownloadEmail', () => {
   it('takes a configured brand and subject, and shows the expiry in a configured zone', () => {
     const announcement = readyAnnouncement({ locale: 'es' });
     const branded = renderDownloadEmail(announcement, link, { brand: 'Acme' });
-    expect(branded.subject).toBe('Acme Exportación de mensajes');
+    expect(branded.subject).toBe('Acme Exporting messages');
     expect(branded.text).toContain('enviado por Acme.');
     const configured = renderDownloadEmail(announcement, link, { brand: 'Acme', subject: 'Tu archivo\r\nBcc: x@evil.example', timeZone: 'UTC' });
     expect(configured.subject).toBe('Tu archivo Bcc: x@evil.example');

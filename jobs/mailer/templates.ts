@@ -11,7 +11,7 @@ export interface DownloadLink {
 export interface RenderOptions {
   /** The product name the e-mail speaks for (`B2Chat`). */
   readonly brand: string;
-  /** Replaces the default subject (`<brand> Exporting messages`, translated) in every locale. */
+  /** Replaces the default subject (`<brand> Exporting messages`) in every locale. */
   readonly subject?: string;
   /** IANA zone the expiry is shown in; default the export's zone, else UTC. */
   readonly timeZone?: string;
@@ -30,11 +30,13 @@ export interface DetailLine {
   readonly value: string;
 }
 
+/** The subject after the brand unless configured: `B2Chat Exporting messages`. */
+export const DEFAULT_SUBJECT = 'Exporting messages';
+
 /** The words every e-mail uses, per locale. */
 interface Words {
   /** BCP 47 tag for dates and numbers. */
   readonly tag: string;
-  readonly subject: string;
   readonly greeting: string;
   readonly intro: string;
   readonly download: string;
@@ -55,7 +57,6 @@ interface Words {
 const WORDS: Readonly<Record<Locale, Words>> = {
   en: {
     tag: 'en-US',
-    subject: 'Exporting messages',
     greeting: 'Hello,',
     intro: 'The export you requested is ready. Download the file here:',
     download: 'Download the file',
@@ -74,7 +75,6 @@ const WORDS: Readonly<Record<Locale, Words>> = {
   },
   es: {
     tag: 'es',
-    subject: 'Exportación de mensajes',
     greeting: 'Hola:',
     intro: 'La exportación que solicitaste está lista. Descarga el archivo aquí:',
     download: 'Descargar el archivo',
@@ -93,7 +93,6 @@ const WORDS: Readonly<Record<Locale, Words>> = {
   },
   pt: {
     tag: 'pt-BR',
-    subject: 'Exportação de mensagens',
     greeting: 'Olá,',
     intro: 'A exportação que você solicitou está pronta. Baixe o arquivo aqui:',
     download: 'Baixar o arquivo',
@@ -252,7 +251,8 @@ export function renderDownloadEmail(
   const kind = Object.hasOwn(KIND_TEMPLATES, announcement.kind) ? KIND_TEMPLATES[announcement.kind] : undefined;
   const context: EmailContext = { announcement, locale, brand, languageTag: words.tag };
 
-  const base = options.subject === undefined ? `${brand} ${words.subject}` : oneLine('options.subject', options.subject);
+  // The default subject is the same in every locale: the platform's merchants filter on it.
+  const base = options.subject === undefined ? `${brand} ${DEFAULT_SUBJECT}` : oneLine('options.subject', options.subject);
   const subject = oneLine('subject', kind?.subject?.(base, context) ?? base);
 
   const { from, to, filters } = announcement.parameters;
