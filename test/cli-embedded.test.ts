@@ -1,5 +1,4 @@
-import { readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { collect, runCli, startCli } from './support/cli.js';
 import { listFiles, temporaryDirectory } from './support/export.js';
@@ -7,9 +6,9 @@ import { listFiles, temporaryDirectory } from './support/export.js';
 // These runs have no DATABASE_URL: the CLI starts, seeds and stops its own embedded PostgreSQL.
 const noDatabase = { DATABASE_URL: undefined };
 
-/** The embedded servers' data directories now present (the suite's own one included). */
-async function embeddedDataDirectories(): Promise<string[]> {
-  return (await readdir(tmpdir())).filter((name) => name.startsWith('audit-export-pg-')).sort();
+/** The embedded servers' data directories in `directory`. */
+async function embeddedDataDirectories(directory: string): Promise<string[]> {
+  return (await readdir(directory)).filter((name) => name.startsWith('audit-export-pg-')).sort();
 }
 
 describe('the CLI on its embedded PostgreSQL', () => {
@@ -32,9 +31,12 @@ describe('the CLI on its embedded PostgreSQL', () => {
   });
 
   it('exits 3 on SIGTERM, stops its PostgreSQL and removes its data', async () => {
-    const before = await embeddedDataDirectories();
     const cwd = await temporaryDirectory();
-    const child = startCli(['demo'], noDatabase, cwd);
+    // A TMPDIR of its own, so other processes' embedded servers on this machine do not count.
+    const ownTmp = await temporaryDirectory();
+    // Like /tmp: PostgreSQL runs as another user when we are root and needs to reach it.
+    await chmod(ownTmp, 0o1777);
+    const child = startCli(['demo'], { ...noDatabase, TMPDIR: ownTmp }, cwd);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
@@ -42,6 +44,6 @@ describe('the CLI on its embedded PostgreSQL', () => {
     });
     const result = await collect(child);
     expect(result.code, stderr).toBe(3);
-    expect(await embeddedDataDirectories()).toEqual(before);
+    expect(await embeddedDataDirectories(ownTmp)).toEqual([]);
   });
 });
