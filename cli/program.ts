@@ -2,12 +2,14 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { isAbortError, InvalidRequestError } from '../jobs/errors.js';
 import { createPool } from '../db/connection.js';
-import { migratePool } from '../db/migrate.js';
+import { migratePool, migrateState } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 import { DEMO_SEED } from './database.js';
 import { ExitCode } from './exit-codes.js';
 import { conversationOptions, exportConversations, type ConversationFlags } from './commands/export-conversations.js';
+import { createAnnouncer } from './announcer.js';
 import { createLogger } from './logger.js';
+import { runMailer, runPushServer } from './commands/mail-step.js';
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -76,7 +78,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
           'parts of at most --rows-per-file rows, split between chats',
       ),
   ).action((flags: ConversationFlags) =>
-    run(async () => printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal)))),
+    run(async () => printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger))))),
   );
 
   conversationOptions(
@@ -90,7 +92,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
     { merchant: '1', from: '2026-09-01', to: '2026-10-31' },
   ).action((flags: ConversationFlags) =>
     run(async () => {
-      const summary = await withCancellation(logger, (signal) => exportConversations(flags, logger, signal));
+      const summary = await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger)));
       process.stderr.write(`\nExported ${summary.rows} rows of merchant ${flags.merchant} into ${summary.uri}\n\n`);
       printSummary(summary);
     }),
@@ -98,12 +100,27 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
 
   const db = program.command('db').description('database maintenance (uses DATABASE_URL)');
   db.command('migrate')
-    .description('create the source tables and indexes when missing (idempotent)')
+    .description(
+      'create the source tables and indexes (DATABASE_URL) and the state tables\n' +
+        '(STATE_DATABASE_URL, default DATABASE_URL) when missing; idempotent',
+    )
     .action(() =>
       run(() =>
         withConfiguredPool(async (pool) => {
           await migratePool(pool);
-          logger.info('database migrated');
+          logger.info('source tables migrated');
+          const stateUrl = process.env.STATE_DATABASE_URL;
+          if (stateUrl === undefined || stateUrl === '' || stateUrl === process.env.DATABASE_URL) {
+            await migrateState(pool);
+          } else {
+            const statePool = createPool(stateUrl, { applicationName: 'audit-export' });
+            try {
+              await migrateState(statePool);
+            } finally {
+              await statePool.end();
+            }
+          }
+          logger.info('state tables migrated');
         }),
       ),
     );
@@ -118,6 +135,40 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
           const summary = await seed(pool, { merchants: flags.merchants, messages: flags.messages, seed: flags.seed });
           printSummary({ kind: 'seed', ...summary });
         }),
+      ),
+    );
+  program
+    .command('mailer')
+    .summary('the mail step: e-mail download links for ready announcements (streaming pull)')
+    .description(
+      'Consumes ready announcements from a Pub/Sub subscription and e-mails every recipient a\n' +
+        'signed download link, exactly once (recorded in the state database).\n' +
+        'Environment: SMTP_URL, MAIL_FROM, MAIL_BRAND, MAIL_SUBJECT, MAIL_MAX_CONNECTIONS, MAIL_RATE_LIMIT,\n' +
+        'STATE_DATABASE_URL (default DATABASE_URL), GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST,\n' +
+        'GCS_API_ENDPOINT or STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS.',
+    )
+    .requiredOption('--subscription <name>', 'subscription of the ready topic')
+    .addOption(new Option('--concurrency <n>', 'announcements handled at once').argParser(positiveInteger('--concurrency')).default(4))
+    .action((flags: { subscription: string; concurrency: number }) =>
+      run(() => withCancellation(logger, (signal) => runMailer(flags, logger, signal))),
+    );
+  program
+    .command('serve')
+    .summary('the mail step behind an HTTP endpoint for Pub/Sub push (POST /pubsub/push, GET /healthz)')
+    .description(
+      'Accepts Pub/Sub push deliveries of ready announcements on POST /pubsub/push (wrapped or\n' +
+        'unwrapped) and answers GET /healthz. With PUSH_AUDIENCE set, a push needs a valid Google OIDC\n' +
+        'token for that audience (PUSH_SERVICE_ACCOUNT: the only identity accepted). Same mail settings\n' +
+        'as `mailer`.',
+    )
+    .addOption(new Option('--port <n>', 'TCP port (default: PORT, else 8080)').argParser(positiveInteger('--port')))
+    .option('--host <address>', 'interface to listen on', '0.0.0.0')
+    .action((flags: { port?: number; host: string }) =>
+      run(() =>
+        withCancellation(
+          logger,
+          (signal) => runPushServer({ port: flags.port ?? positiveInteger('PORT')(process.env.PORT ?? '8080'), host: flags.host }, logger, signal),
+        ),
       ),
     );
   return program;

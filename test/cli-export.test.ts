@@ -62,7 +62,7 @@ describe('audit-export export conversations', () => {
     [['--agent', 'x'], /--agent: expected a positive whole number/],
     [['--rows-per-file', '0'], /--rows-per-file: expected a whole number from 1/],
     [['--rows-per-file', 'ten'], /--rows-per-file: expected a whole number from 1/],
-    [['--out', 'ftp://example/x'], /out: expected file:\/\/DIR/],
+    [['--out', 'ftp://example/x'], /out: expected file:\/\/DIR or gs:\/\/BUCKET/],
     [['--colour', 'red'], /unknown option '--colour'/],
   ])('rejects %j with exit 2, a message naming the problem, and nothing written', async (args, message) => {
     const out = await temporaryDirectory();

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
+import type { ReadyAnnouncement } from '../../jobs/announcement.js';
+import { buildAnnouncement } from '../../pipeline/announce.js';
 import { runConversationExport, type ConversationExportSummary } from '../../jobs/conversations/job.js';
 import { DEFAULT_ROWS_PER_FILE, parseConversationRequest } from '../../jobs/conversations/request.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
@@ -21,6 +23,8 @@ export interface ConversationFlags {
   readonly bom: boolean;
   readonly formulaGuard: boolean;
   readonly requestId?: string;
+  readonly email: string[];
+  readonly locale: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -38,11 +42,13 @@ export function conversationOptions(command: Command, defaults: Partial<Record<'
     .option('--provider <name>', 'only chats of this provider (repeatable)', collect, [])
     .option('--alias <alias>', 'only chats with this alias (repeatable)', collect, [])
     .option('--status <status>', 'only chats in this status: OPENED, PICKED_UP, CLOSED (repeatable; CLOSED must be among them)', collect, [])
-    .option('--out <uri>', 'where the zip goes: file://DIR', 'file://./exports')
+    .option('--out <uri>', 'where the zip goes: file://DIR or gs://BUCKET/PREFIX', 'file://./exports')
     .option('--rows-per-file <n>', 'data rows per CSV file inside the zip', String(DEFAULT_ROWS_PER_FILE))
     .option('--no-bom', 'do not start the CSV files with a UTF-8 byte order mark')
     .option('--no-formula-guard', "do not prefix ' to free-text cells starting with = + - @ TAB CR LF")
-    .option('--request-id <id>', 'request id (default: a new UUID)');
+    .option('--request-id <id>', 'request id (default: a new UUID)')
+    .option('--email <address>', 'e-mail the download link to this address (repeatable, at most 20)', collect, [])
+    .option('--locale <locale>', 'language of the e-mail: en, es or pt', 'en');
 }
 
 /** Maps CLI flags onto the request document every entry point shares, so one schema validates both. */
@@ -57,6 +63,8 @@ export function requestFromFlags(flags: ConversationFlags): unknown {
       ...(flags.timezone === undefined ? {} : { timezone: flags.timezone }),
       filters: { agentIds: flags.agent, providers: flags.provider, aliases: flags.alias, statuses: flags.status },
     csv: { bom: flags.bom, formulaGuard: flags.formulaGuard, rowsPerFile },
+    recipients: flags.email,
+    locale: flags.locale,
   };
 }
 
@@ -71,6 +79,8 @@ const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   'filters.aliases': '--alias',
   'filters.statuses': '--status',
   'csv.rowsPerFile': '--rows-per-file',
+  recipients: '--email',
+  locale: '--locale',
 };
 
 /** Restates a request error in terms of the flag the user typed. */
@@ -80,11 +90,19 @@ export function inFlagTerms(error: InvalidRequestError): InvalidRequestError {
   return new InvalidRequestError(flag, error.message.slice(error.field.length + 2));
 }
 
-/** Validates the flags, runs the export on the configured (or embedded) database, returns the summary. */
+/** Publishes a ready announcement and resolves with the message id once the server accepted it. */
+export type Announcer = (announcement: ReadyAnnouncement) => Promise<string>;
+
+/**
+ * Validates the flags, runs the export on the configured (or embedded) database and, when
+ * recipients were given, announces the stored zip (only after the storage confirmed it; a rerun
+ * that finds the zip stored announces again without exporting again).
+ */
 export async function exportConversations(
   flags: ConversationFlags,
   logger: Logger,
   signal: AbortSignal,
+  announcer: () => Announcer,
 ): Promise<ConversationExportSummary> {
   let request;
   try {
@@ -93,9 +111,40 @@ export async function exportConversations(
     throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
   }
   const output = outputTargetFor(flags.out);
+  // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
+  const announce = request.recipients.length > 0 ? announcer() : undefined;
   const database = await openDatabase(logger, { allowEmbedded: true });
   try {
-    return await runConversationExport(request, { pool: database.pool, output, signal, logger });
+    const result = await runConversationExport(request, { pool: database.pool, output, signal, logger });
+    if (announce !== undefined) {
+      const { resolved } = result;
+      const announcement = buildAnnouncement(
+        {
+          requestId: request.requestId,
+          kind: 'conversations',
+          merchantId: request.merchantId,
+          recipients: request.recipients,
+          locale: request.locale,
+          parameters: {
+            from: flags.from,
+            to: flags.to,
+            timezone: resolved.timezone,
+            filters: {
+              agentIds: request.filters.agentIds,
+              providers: request.filters.providers,
+              aliases: request.filters.aliases,
+              statuses: request.filters.statuses,
+            },
+          },
+        },
+        result.stored,
+        result.summary,
+        new Date(),
+      );
+      const messageId = await announce(announcement);
+      logger.info({ requestId: request.requestId, messageId, recipients: request.recipients.length }, 'export announced');
+    }
+    return result.summary;
   } catch (error) {
     throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
   } finally {

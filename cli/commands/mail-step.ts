@@ -1,0 +1,127 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createPool } from '../../db/connection.js';
+import type { ReadyAnnouncement } from '../../jobs/announcement.js';
+import { InvalidRequestError } from '../../jobs/errors.js';
+import { handleAnnouncement, type MailerDeps } from '../../jobs/mailer/handle.js';
+import type { MessageHandler } from '../../jobs/mailer/handler.js';
+import { consumeSubscription } from '../../jobs/mailer/pull.js';
+import { startPushServer } from '../../jobs/mailer/push-server.js';
+import { createMailTransport } from '../../jobs/mailer/smtp.js';
+import { createPubSubClient } from '../../sinks/pubsub.js';
+import { createLinkSigner } from '../link-signer.js';
+
+function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string, purpose: string): string {
+  const value = setting(env, name);
+  if (value === undefined) throw new InvalidRequestError(name, `not set: ${purpose}`);
+  return value;
+}
+
+function optionalCount(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const value = setting(env, name);
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidRequestError(name, `expected a whole number from 1 up, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/** The state database's URL: `STATE_DATABASE_URL`, else `DATABASE_URL`. */
+export function stateDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  const url = setting(env, 'STATE_DATABASE_URL') ?? setting(env, 'DATABASE_URL');
+  if (url === undefined) throw new InvalidRequestError('STATE_DATABASE_URL', 'not set (nor DATABASE_URL): the mail step records every e-mail it sent there');
+  return url;
+}
+
+async function assertStateTables(pool: pg.Pool): Promise<void> {
+  try {
+    await pool.query('SELECT 1 FROM audit_export_deliveries LIMIT 0');
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01') {
+      throw new Error('The state tables are missing: run `audit-export db migrate` (it uses STATE_DATABASE_URL, default DATABASE_URL)');
+    }
+    throw error;
+  }
+}
+
+/** A running mail step's dependencies, built from the environment, and how to release them. */
+export interface MailStep {
+  readonly handler: MessageHandler;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the mail step from the environment: `SMTP_URL`, `MAIL_FROM`, `MAIL_BRAND` (default
+ * B2Chat), `MAIL_SUBJECT`, `MAIL_MAX_CONNECTIONS`, `MAIL_RATE_LIMIT` (messages per second), the
+ * state database, and Cloud Storage for signing links.
+ */
+export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<MailStep> {
+  const transport = createMailTransport({
+    url: required(env, 'SMTP_URL', 'the mail step sends through this SMTP server'),
+    from: required(env, 'MAIL_FROM', 'the sender of the e-mails'),
+    maxConnections: optionalCount(env, 'MAIL_MAX_CONNECTIONS'),
+    rateLimit: optionalCount(env, 'MAIL_RATE_LIMIT'),
+  });
+  const pool = createPool(stateDatabaseUrl(env), { applicationName: 'audit-export-mailer' }, (error) =>
+    logger.warn({ err: error }, 'idle state database connection failed'),
+  );
+  try {
+    await assertStateTables(pool);
+  } catch (error) {
+    transport.close();
+    await pool.end();
+    throw error;
+  }
+  const signLink: (announcement: ReadyAnnouncement) => Promise<{ url: string; expiresAt: Date }> = createLinkSigner(env);
+  const deps: MailerDeps = {
+    pool,
+    transport,
+    signLink,
+    logger,
+    brand: setting(env, 'MAIL_BRAND') ?? 'B2Chat',
+    ...(setting(env, 'MAIL_SUBJECT') === undefined ? {} : { subject: setting(env, 'MAIL_SUBJECT') }),
+  };
+  return {
+    handler: async (data) => (await handleAnnouncement(data, deps)).outcome,
+    async close() {
+      transport.close();
+      await pool.end();
+    },
+  };
+}
+
+/** `audit-export mailer`: consumes the ready subscription with a streaming pull until the signal aborts. */
+export async function runMailer(
+  options: { subscription: string; concurrency: number },
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const pubsub = createPubSubClient();
+  const step = await openMailStep(logger);
+  try {
+    logger.info({ subscription: options.subscription, concurrency: options.concurrency }, 'mailer started');
+    await consumeSubscription(pubsub, options.subscription, step.handler, { concurrency: options.concurrency, signal, logger });
+  } finally {
+    await step.close();
+    await pubsub.close().catch(() => {});
+  }
+}
+
+/** `audit-export serve`: answers Pub/Sub pushes on `POST /pubsub/push` until the signal aborts. */
+export async function runPushServer(options: { port: number; host: string }, logger: Logger, signal: AbortSignal): Promise<void> {
+  const step = await openMailStep(logger);
+  try {
+    const server = await startPushServer({ port: options.port, host: options.host, handler: step.handler, logger });
+    logger.info({ url: server.url }, 'push endpoint listening');
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    await server.close();
+  } finally {
+    await step.close();
+  }
+}
