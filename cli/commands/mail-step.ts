@@ -29,6 +29,9 @@ function optionalCount(env: NodeJS.ProcessEnv, name: string): number | undefined
   return Number(value);
 }
 
+/** Messages per second unless `MAIL_RATE_LIMIT` says otherwise. */
+export const DEFAULT_MAIL_RATE_LIMIT = 10;
+
 /** The state database's URL: `STATE_DATABASE_URL`, else `DATABASE_URL`. */
 export function stateDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
   const url = setting(env, 'STATE_DATABASE_URL') ?? setting(env, 'DATABASE_URL');
@@ -55,7 +58,7 @@ export interface MailStep {
 
 /**
  * Builds the mail step from the environment: `SMTP_URL`, `MAIL_FROM`, `MAIL_BRAND` (default
- * B2Chat), `MAIL_SUBJECT`, `MAIL_MAX_CONNECTIONS`, `MAIL_RATE_LIMIT` (messages per second), the
+ * B2Chat), `MAIL_SUBJECT`, `MAIL_MAX_CONNECTIONS` (default 2), `MAIL_RATE_LIMIT` (messages per second, default 10), the
  * state database, and Cloud Storage for signing links.
  */
 export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<MailStep> {
@@ -63,7 +66,8 @@ export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = proc
     url: required(env, 'SMTP_URL', 'the mail step sends through this SMTP server'),
     from: required(env, 'MAIL_FROM', 'the sender of the e-mails'),
     maxConnections: optionalCount(env, 'MAIL_MAX_CONNECTIONS'),
-    rateLimit: optionalCount(env, 'MAIL_RATE_LIMIT'),
+    // A pooled sender with no limit can trip the relay's abuse limits on a 20-recipient request.
+    rateLimit: optionalCount(env, 'MAIL_RATE_LIMIT') ?? DEFAULT_MAIL_RATE_LIMIT,
   });
   const pool = createPool(stateDatabaseUrl(env), { applicationName: 'audit-export-mailer' }, (error) =>
     logger.warn({ err: error }, 'idle state database connection failed'),
