@@ -114,7 +114,9 @@ export function createStorageClient(env: NodeJS.ProcessEnv = process.env): Stora
  * `storage.objects.delete` (for that clean-up), as in `roles/storage.objectUser` on the bucket.
  */
 export class GcsOutputTarget implements OutputTarget {
+  /** `gs://BUCKET/PREFIX/`, for messages. */
   readonly description: string;
+  /** Where the objects go. */
   readonly location: GcsLocation;
   readonly #storage: Storage;
 

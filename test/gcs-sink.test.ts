@@ -165,6 +165,15 @@ describe('gs:// sink', () => {
     expect(objectOf(name)?.generation).toBe(stored.gcs?.generation);
   });
 
+  it('commits an empty object', async () => {
+    const name = uniqueName('empty');
+    const object = await target.open({ name, ...ZIP });
+    object.stream.end();
+    const stored = await object.commit();
+    expect(stored.bytes).toBe(0);
+    expect(objectOf(name)?.bytes.length).toBe(0);
+  });
+
   it('never overwrites: opening a name that exists fails at once and leaves the first object untouched', async () => {
     const name = uniqueName('taken');
     const first = await target.open({ name, ...ZIP });
