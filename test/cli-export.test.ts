@@ -64,6 +64,9 @@ describe('audit-export export conversations', () => {
     [['--rows-per-file', 'ten'], /--rows-per-file: expected a whole number from 1/],
     [['--out', 'ftp://example/x'], /out: expected file:\/\/DIR or gs:\/\/BUCKET/],
     [['--colour', 'red'], /unknown option '--colour'/],
+    [['--email', 'not-an-address'], /--email: "not-an-address" is not a valid e-mail address/],
+    [Array.from({ length: 21 }, (_, i) => ['--email', `user${i}@merchant.test`]).flat(), /--email: at most 20 recipients, got 21/],
+    [['--locale', 'fr'], /--locale: expected one of en, es, pt/],
   ])('rejects %j with exit 2, a message naming the problem, and nothing written', async (args, message) => {
     const out = await temporaryDirectory();
     const base = exportArgs(join(out, 'exports'));

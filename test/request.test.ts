@@ -73,6 +73,17 @@ describe('parseConversationRequest', () => {
     expect(error.message.startsWith(`${field}: `)).toBe(true);
   });
 
+  it('validates recipients, drops duplicates ignoring case, and defaults the locale to en', () => {
+    const request = parseConversationRequest({
+      ...valid,
+      recipients: ['Ana@Merchant.TEST', ' ana@merchant.test ', 'bob@merchant.test'],
+    });
+    expect(request.recipients).toEqual(['Ana@merchant.test', 'bob@merchant.test']);
+    expect(request.locale).toBe('en');
+    expect(parseConversationRequest({ ...valid, locale: 'pt' }).locale).toBe('pt');
+    expect(rejection({ ...valid, recipients: ['a@b.test', 'nope'] }).field).toBe('recipients[1]');
+  });
+
   it('allows exactly 60 x 24 hours between two instants', () => {
     expect(() =>
       parseConversationRequest({ ...valid, from: '2026-09-01T00:00:00-05:00', to: '2026-10-31T00:00:00-05:00' }),
