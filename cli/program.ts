@@ -10,6 +10,7 @@ import { conversationOptions, exportConversations, type ConversationFlags } from
 import { createAnnouncer } from './announcer.js';
 import { createLogger } from './logger.js';
 import { runMailer, runPushServer } from './commands/mail-step.js';
+import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -57,7 +58,7 @@ async function withConfiguredPool<T>(work: (pool: import('pg').Pool) => Promise<
 }
 
 /** Builds the `audit-export` command tree; `run` decides the exit code. */
-export function buildProgram(logger: Logger, run: (work: () => Promise<void>) => Promise<void>): Command {
+export function buildProgram(logger: Logger, run: (work: () => Promise<void | number>) => Promise<void>): Command {
   const program = new Command('audit-export')
     .description(
       "Exports merchants' chat data from PostgreSQL as spreadsheet-safe CSV in a zip.\n" +
@@ -154,7 +155,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
     );
   program
     .command('serve')
-    .summary('the mail step behind an HTTP endpoint for Pub/Sub push (POST /pubsub/push, GET /healthz)')
+    .summary('Pub/Sub push endpoint for announcements (mail step) and requests (POST /pubsub/push, GET /healthz)')
     .description(
       'Accepts Pub/Sub push deliveries of ready announcements on POST /pubsub/push (wrapped or\n' +
         'unwrapped) and answers GET /healthz. With PUSH_AUDIENCE set, a push needs a valid Google OIDC\n' +
@@ -171,6 +172,46 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
         ),
       ),
     );
+  program
+    .command('run')
+    .summary('run one export request (a JSON document) through the request lifecycle')
+    .description(
+      'Runs one export request through the request lifecycle (validation, state, coalescing,\n' +
+        'cancel, announcement), for Cloud Run job executions. The request comes from --request FILE,\n' +
+        '--request - (stdin) or EXPORT_REQUEST (JSON, or base64 of it); the output is OUTPUT_URI\n' +
+        '(default file://./exports). Prints the JSON summary line; exit codes as for export.',
+    )
+    .option('--request <file>', 'request document, or - for stdin (default: EXPORT_REQUEST)')
+    .action((flags: { request?: string }) => run(() => withCancellation(logger, (signal) => runRequest(flags.request, logger, signal))));
+  program
+    .command('worker')
+    .summary('run export requests from a Pub/Sub subscription (streaming pull)')
+    .description(
+      'Pulls export requests from a subscription and runs each through the request lifecycle;\n' +
+        'the ack deadline is extended while an export runs (up to an hour). SIGTERM stops pulling,\n' +
+        'aborts running exports, hands their requests back and nacks them.',
+    )
+    .requiredOption('--subscription <name>', 'subscription of the requests topic')
+    .addOption(new Option('--concurrency <n>', 'requests run at once by this worker').argParser(positiveInteger('--concurrency')).default(1))
+    .action((flags: { subscription: string; concurrency: number }) =>
+      run(() => withCancellation(logger, (signal) => runWorker(flags, logger, signal))),
+    );
+  program
+    .command('status')
+    .summary("print a request's state as one JSON line")
+    .argument('<requestId>')
+    .action((requestId: string) => run(() => printStatus(requestId)));
+  program
+    .command('list')
+    .summary("list a merchant's recent requests, one JSON line each, newest first")
+    .requiredOption('--merchant <id>', 'merchant')
+    .addOption(new Option('--limit <n>', 'at most this many').argParser(positiveInteger('--limit')).default(50))
+    .action((flags: { merchant: string; limit: number }) => run(() => printList(flags.merchant, flags.limit)));
+  program
+    .command('cancel')
+    .summary('cancel a queued or running request (a running export stops within 2 seconds)')
+    .argument('<requestId>')
+    .action((requestId: string) => run(() => cancel(requestId, logger)));
   return program;
 }
 
@@ -178,9 +219,10 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void>) =>
 export async function main(argv: readonly string[]): Promise<number> {
   const logger = createLogger();
   let exitCode: number = ExitCode.Ok;
-  const run = async (work: () => Promise<void>): Promise<void> => {
+  const run = async (work: () => Promise<void | number>): Promise<void> => {
     try {
-      await work();
+      const code = await work();
+      if (typeof code === 'number') exitCode = code;
     } catch (error) {
       if (error instanceof InvalidRequestError) {
         logger.error({ field: error.field }, error.message);

@@ -1,5 +1,5 @@
 /**
- * The mail step's own bookkeeping, kept in the state database (`STATE_DATABASE_URL`, default
+ * The state of export requests (`audit_export_requests`) and the mail step's own bookkeeping, kept in the state database (`STATE_DATABASE_URL`, default
  * `DATABASE_URL`) rather than in the source tables the export reads. Every statement is idempotent,
  * so `db migrate` may run any number of times, also concurrently (see {@link migrateState}).
  *
@@ -13,6 +13,37 @@
  * @see ../jobs/mailer/deliveries.ts for the transitions.
  */
 export const STATE_SCHEMA_SQL = `
+-- One row per export request, whatever its entry point (worker, run, push). See jobs/lifecycle/.
+CREATE TABLE IF NOT EXISTS audit_export_requests (
+  request_id text PRIMARY KEY,
+  kind text NOT NULL,
+  merchant_id text,
+  -- Hash of what makes two requests the same (merchant, kind, parameters, recipients): duplicates
+  -- arriving close together are coalesced into one export.
+  identity text,
+  request jsonb,
+  requested_by jsonb,
+  status text NOT NULL CHECK (status IN ('queued', 'running', 'uploaded', 'delivered', 'failed', 'cancelled', 'rejected', 'coalesced')),
+  attempts integer NOT NULL DEFAULT 0,
+  rows bigint,
+  bytes bigint,
+  uri text,
+  object jsonb,
+  files jsonb,
+  error text,
+  coalesced_into text REFERENCES audit_export_requests (request_id),
+  worker text,
+  heartbeat_at timestamptz,
+  accepted_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT audit_export_requests_coalesced_check CHECK ((status = 'coalesced') = (coalesced_into IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS audit_export_requests_identity_idx ON audit_export_requests (identity, status);
+CREATE INDEX IF NOT EXISTS audit_export_requests_merchant_idx ON audit_export_requests (merchant_id, created_at DESC);
+
 CREATE TABLE IF NOT EXISTS audit_export_deliveries (
   request_id text NOT NULL,
   recipient text NOT NULL,

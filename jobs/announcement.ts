@@ -163,3 +163,16 @@ export function parseAnnouncement(input: unknown): ReadyAnnouncement {
     },
   };
 }
+
+/**
+ * Tells a ready announcement from an export request on a shared push endpoint: only announcements
+ * name a stored object (`object` and `generation`). Not a validation; each handler validates.
+ */
+export function looksLikeAnnouncement(data: Buffer): boolean {
+  try {
+    const value: unknown = JSON.parse(data.toString('utf8'));
+    return isRecord(value) && 'object' in value && 'generation' in value;
+  } catch {
+    return false;
+  }
+}

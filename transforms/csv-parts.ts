@@ -30,6 +30,8 @@ export interface CsvPartsOptions {
   readonly partName: (index: number, multipart: boolean) => string;
   /** Output is coalesced into chunks of about this many characters before it goes to the zip. */
   readonly chunkSize?: number;
+  /** Told the data rows written so far each time a chunk goes out (progress, heartbeats). */
+  readonly onRows?: (rows: number) => void;
 }
 
 /**
@@ -52,7 +54,7 @@ export class CsvPartsStage extends Transform {
 
   constructor(options: CsvPartsOptions) {
     super({ writableObjectMode: false, readableObjectMode: true, readableHighWaterMark: 4 });
-    this.#options = { chunkSize: 64 * 1024, ...options };
+    this.#options = { chunkSize: 64 * 1024, onRows: () => {}, ...options };
     this.#planner = new PartPlanner(options.rowsPerFile);
   }
 
@@ -138,6 +140,7 @@ export class CsvPartsStage extends Transform {
     this.#output = '';
     const piece: ZipEntryChunk = { entry: this.#entry, data };
     this.push(piece);
+    this.#options.onRows(this.#rows);
   }
 }
 

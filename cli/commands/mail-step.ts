@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createPool } from '../../db/connection.js';
-import type { ReadyAnnouncement } from '../../jobs/announcement.js';
+import { looksLikeAnnouncement, type ReadyAnnouncement } from '../../jobs/announcement.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import { handleAnnouncement, type MailerDeps } from '../../jobs/mailer/handle.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
@@ -10,6 +10,7 @@ import { startPushServer } from '../../jobs/mailer/push-server.js';
 import { createMailTransport } from '../../jobs/mailer/smtp.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createLinkSigner } from '../link-signer.js';
+import { openLifecycle, requestHandler, type Lifecycle } from './requests.js';
 
 function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const value = env[name];
@@ -114,18 +115,39 @@ export async function runMailer(
   }
 }
 
-/** `audit-export serve`: answers Pub/Sub pushes on `POST /pubsub/push` until the signal aborts. */
+/**
+ * `audit-export serve`: answers Pub/Sub pushes on `POST /pubsub/push` until the signal aborts, for
+ * both topics: ready announcements go to the mail step (needs `SMTP_URL`), export requests to the
+ * request lifecycle (needs `DATABASE_URL`). Either may be left unconfigured; its messages are then
+ * refused (nack) with the reason logged.
+ */
 export async function runPushServer(options: { port: number; host: string }, logger: Logger, signal: AbortSignal): Promise<void> {
-  const step = await openMailStep(logger);
+  const env = process.env;
+  const mail = setting(env, 'SMTP_URL') === undefined ? undefined : await openMailStep(logger, env);
+  let lifecycle: Lifecycle | undefined;
   try {
-    const server = await startPushServer({ port: options.port, host: options.host, handler: step.handler, logger });
-    logger.info({ url: server.url }, 'push endpoint listening');
+    lifecycle = setting(env, 'DATABASE_URL') === undefined ? undefined : await openLifecycle(logger, signal, { allowEmbedded: false }, env);
+    if (mail === undefined && lifecycle === undefined) {
+      throw new InvalidRequestError('SMTP_URL', 'not set, nor DATABASE_URL: serve needs the mail step, the request lifecycle, or both');
+    }
+    const requests = lifecycle === undefined ? undefined : requestHandler(lifecycle);
+    const handler: MessageHandler = async (data, attributes, messageId) => {
+      const step = looksLikeAnnouncement(data) ? mail?.handler : requests;
+      if (step === undefined) {
+        logger.error({ messageId }, `no handler configured for this message (${looksLikeAnnouncement(data) ? 'announcement: set SMTP_URL' : 'request: set DATABASE_URL'})`);
+        return 'nack';
+      }
+      return await step(data, attributes, messageId);
+    };
+    const server = await startPushServer({ port: options.port, host: options.host, handler, logger });
+    logger.info({ url: server.url, mail: mail !== undefined, requests: lifecycle !== undefined }, 'push endpoint listening');
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
       else signal.addEventListener('abort', () => resolve(), { once: true });
     });
     await server.close();
   } finally {
-    await step.close();
+    await mail?.close();
+    await lifecycle?.close();
   }
 }

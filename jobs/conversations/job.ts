@@ -40,6 +40,8 @@ export interface ConversationExportContext {
   readonly logger: Logger;
   /** When the request was made; the zip entries carry it as their modification time. */
   readonly now?: Date;
+  /** Told the data rows written so far, about every 64 KB of CSV. */
+  readonly onRows?: (rows: number) => void;
 }
 
 /** The file name base shared by the zip and its CSV files. */
@@ -134,6 +136,7 @@ export async function runConversationExport(
       rowsPerFile: request.csv.rowsPerFile,
       multipart: plan.files.length > 1,
       partName: (index, multi) => partFileName(base, index, multi),
+      ...(context.onRows === undefined ? {} : { onRows: context.onRows }),
     });
     const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
     const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { parseLocale, parseRecipients, type Locale } from '../announcement.js';
+import { parseEmailAddress, parseLocale, parseRecipients, type Locale } from '../announcement.js';
 import { InvalidRequestError } from '../errors.js';
 
 /** Chat statuses as stored in `chats.status`. */
@@ -50,6 +50,26 @@ export interface ConversationRequest {
   readonly recipients: readonly string[];
   /** The e-mail's language. */
   readonly locale: Locale;
+  /** Who asked (user id and e-mail), for the record; not part of what makes two requests the same. */
+  readonly requestedBy: RequestedBy | undefined;
+}
+
+/** The user who made a request. */
+export interface RequestedBy {
+  readonly userId: string;
+  readonly email: string | undefined;
+}
+
+function parseRequestedBy(value: unknown): RequestedBy | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isRecord(value)) throw new InvalidRequestError('requestedBy', `expected an object with userId and email, got ${describe(value)}`);
+  rejectUnknownFields('requestedBy', value, ['userId', 'email']);
+  const userId = typeof value.userId === 'number' && Number.isSafeInteger(value.userId) ? String(value.userId) : value.userId;
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > 200) {
+    throw new InvalidRequestError('requestedBy.userId', `expected a user id (text or number), got ${describe(value.userId)}`);
+  }
+  const email = value.email === undefined || value.email === null ? undefined : parseEmailAddress('requestedBy.email', value.email);
+  return { userId, email };
 }
 
 const BIGINT_ID = /^[1-9][0-9]{0,18}$/;
@@ -146,7 +166,7 @@ function rejectUnknownFields(field: string, value: Record<string, unknown>, know
   }
 }
 
-const REQUEST_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'filters', 'csv', 'recipients', 'locale'] as const;
+const REQUEST_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'filters', 'csv', 'recipients', 'locale', 'requestedBy'] as const;
 const FILTER_FIELDS = ['agentIds', 'providers', 'aliases', 'statuses'] as const;
 const CSV_FIELDS = ['bom', 'formulaGuard', 'rowsPerFile'] as const;
 
@@ -234,5 +254,31 @@ export function parseConversationRequest(input: unknown): ConversationRequest {
     },
     recipients: parseRecipients('recipients', input.recipients),
     locale: parseLocale('locale', input.locale),
+    requestedBy: parseRequestedBy(input.requestedBy),
   };
+}
+
+/**
+ * What makes two conversation requests the same for coalescing: merchant, kind, every parameter
+ * and the recipients (sorted, case-insensitive) and locale; never `requestId` or `requestedBy`.
+ */
+export function conversationRequestIdentity(request: ConversationRequest): string {
+  const bound = (value: RangeBound): string => (value.kind === 'date' ? value.date : new Date(value.epochMs).toISOString());
+  const sorted = (values: readonly string[]): string[] => [...values].sort();
+  return JSON.stringify([
+    request.kind,
+    request.merchantId,
+    bound(request.from),
+    bound(request.to),
+    request.timezone ?? null,
+    sorted(request.filters.agentIds),
+    sorted(request.filters.providers),
+    sorted(request.filters.aliases),
+    sorted(request.filters.statuses),
+    request.csv.bom,
+    request.csv.formulaGuard,
+    request.csv.rowsPerFile,
+    sorted(request.recipients.map((address) => address.toLowerCase())),
+    request.locale,
+  ]);
 }

@@ -1,0 +1,219 @@
+import { readFile } from 'node:fs/promises';
+import { text } from 'node:stream/consumers';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createPool } from '../../db/connection.js';
+import { migrateState } from '../../db/migrate.js';
+import { InvalidRequestError } from '../../jobs/errors.js';
+import type { MessageHandler } from '../../jobs/mailer/handler.js';
+import { consumeSubscription } from '../../jobs/mailer/pull.js';
+import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
+import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../../jobs/lifecycle/state.js';
+import { outputTargetFor } from '../../sinks/targets.js';
+import { createPubSubClient } from '../../sinks/pubsub.js';
+import { createAnnouncer } from '../announcer.js';
+import { openDatabase } from '../database.js';
+import { ExitCode } from '../exit-codes.js';
+
+function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
+  const value = setting(env, name);
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new InvalidRequestError(name, `expected a whole number from ${min} up, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** A state database pool: `STATE_DATABASE_URL`, or the source pool when it is not set. */
+async function openState(source: pg.Pool, embedded: boolean, env: NodeJS.ProcessEnv): Promise<{ pool: pg.Pool; close(): Promise<void> }> {
+  const url = setting(env, 'STATE_DATABASE_URL');
+  if (url === undefined || url === setting(env, 'DATABASE_URL')) {
+    // A fresh embedded database has no state tables yet; a configured one was migrated by `db migrate`.
+    if (embedded) await migrateState(source);
+    return { pool: source, close: async () => {} };
+  }
+  const pool = createPool(url, { applicationName: 'audit-export-state' });
+  return { pool, close: () => pool.end() };
+}
+
+/** The request lifecycle's dependencies from the environment, and how to release them. */
+export interface Lifecycle {
+  readonly deps: LifecycleDeps;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the request lifecycle from the environment: `DATABASE_URL` (the source; unset with
+ * `allowEmbedded`: the embedded demo database), `STATE_DATABASE_URL`, `OUTPUT_URI` (default
+ * `file://./exports`), `MAX_ACTIVE_EXPORTS_PER_MERCHANT` (2), `MAX_REQUESTS_PER_HOUR` (60),
+ * `LEASE_SECONDS` (60: a running request whose heartbeat is older is taken over),
+ * `HEARTBEAT_MS` (1000), and the announcement settings (`READY_TOPIC`...), used only for requests
+ * with recipients.
+ */
+export async function openLifecycle(
+  logger: Logger,
+  shutdown: AbortSignal,
+  options: { allowEmbedded: boolean },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Lifecycle> {
+  const output = outputTargetFor(setting(env, 'OUTPUT_URI') ?? 'file://./exports', 'OUTPUT_URI', env);
+  const limits = {
+    maxActivePerMerchant: wholeNumber(env, 'MAX_ACTIVE_EXPORTS_PER_MERCHANT', DEFAULT_LIMITS.maxActivePerMerchant),
+    maxAcceptedPerHour: wholeNumber(env, 'MAX_REQUESTS_PER_HOUR', DEFAULT_LIMITS.maxAcceptedPerHour),
+    coalesceWindowSeconds: DEFAULT_LIMITS.coalesceWindowSeconds,
+  };
+  const leaseMs = wholeNumber(env, 'LEASE_SECONDS', 60) * 1000;
+  const heartbeatMs = wholeNumber(env, 'HEARTBEAT_MS', 1000, 50);
+  const database = await openDatabase(logger, options);
+  let state;
+  try {
+    state = await openState(database.pool, database.embedded, env);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  let announcer: ReturnType<typeof createAnnouncer> | undefined;
+  const deps: LifecycleDeps = {
+    source: database.pool,
+    state: state.pool,
+    output,
+    announce: (announcement) => (announcer ??= createAnnouncer(logger, env))(announcement),
+    logger,
+    worker: workerName(),
+    limits,
+    leaseMs,
+    heartbeatMs,
+    shutdown,
+  };
+  return {
+    deps,
+    async close() {
+      await state.close();
+      await database.close();
+    },
+  };
+}
+
+/** Reads the request of `run`: `--request FILE`, `--request -` (stdin), or `EXPORT_REQUEST` (JSON or its base64). */
+export async function readRunRequest(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (file === '-') return await text(process.stdin);
+  if (file !== undefined) {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (error) {
+      throw new InvalidRequestError('--request', `cannot read ${JSON.stringify(file)}: ${(error as Error).message}`);
+    }
+  }
+  const inline = setting(env, 'EXPORT_REQUEST');
+  if (inline === undefined) throw new InvalidRequestError('--request', 'give --request FILE, --request - (stdin) or EXPORT_REQUEST');
+  const trimmed = inline.trim();
+  if (trimmed.startsWith('{')) return trimmed;
+  const decoded = Buffer.from(trimmed, 'base64').toString('utf8');
+  // Not JSON either way: hand the original over, so the rejection quotes what was given.
+  return decoded.trim().startsWith('{') ? decoded : trimmed;
+}
+
+/** The summary line of a request's record: the export commands' fields, plus its status. */
+export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<Record<string, unknown>> {
+  // A coalesced request's file is the one it was coalesced into.
+  const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
+  return {
+    requestId: record.requestId,
+    kind: record.kind,
+    uri: source.uri,
+    rows: source.rows,
+    files: source.files ?? [],
+    bytes: source.bytes,
+    status: record.status,
+    ...(record.error === null ? {} : { error: record.error }),
+    ...(record.coalescedInto === null ? {} : { coalescedInto: record.coalescedInto }),
+  };
+}
+
+/** `audit-export run`: one request per process; returns the exit code and prints the summary line. */
+export async function runRequest(file: string | undefined, logger: Logger, signal: AbortSignal): Promise<number> {
+  const data = await readRunRequest(file);
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true });
+  try {
+    const outcome = await processRequest(data, lifecycle.deps);
+    process.stdout.write(`${JSON.stringify(await summaryOf(outcome.record, lifecycle.deps.state))}\n`);
+    return outcome.exitCode;
+  } finally {
+    await lifecycle.close();
+  }
+}
+
+/** The handler the worker and the push endpoint give each request message. */
+export function requestHandler(lifecycle: Lifecycle): MessageHandler {
+  return async (data) => (await processRequest(data, lifecycle.deps)).verdict;
+}
+
+/** `audit-export worker`: streaming pull from the requests subscription until the signal aborts. */
+export async function runWorker(options: { subscription: string; concurrency: number }, logger: Logger, signal: AbortSignal): Promise<void> {
+  const pubsub = createPubSubClient();
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false });
+  try {
+    logger.info({ subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker }, 'worker started');
+    await consumeSubscription(pubsub, options.subscription, requestHandler(lifecycle), {
+      concurrency: options.concurrency,
+      signal,
+      logger,
+    });
+  } finally {
+    await lifecycle.close();
+    await pubsub.close().catch(() => {});
+  }
+}
+
+function stateDatabase(env: NodeJS.ProcessEnv = process.env): pg.Pool {
+  const url = setting(env, 'STATE_DATABASE_URL') ?? setting(env, 'DATABASE_URL');
+  if (url === undefined) throw new InvalidRequestError('STATE_DATABASE_URL', 'not set (nor DATABASE_URL): requests are recorded there');
+  return createPool(url, { applicationName: 'audit-export' });
+}
+
+/** `audit-export status ID`: prints the request's record as one JSON line; exit 2 when unknown. */
+export async function printStatus(requestId: string): Promise<number> {
+  const pool = stateDatabase();
+  try {
+    const record = await readRequest(pool, requestId);
+    if (record === undefined) throw new InvalidRequestError('REQUEST_ID', `no request ${JSON.stringify(requestId)}`);
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    return ExitCode.Ok;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** `audit-export list --merchant M`: the merchant's recent requests, one JSON line each, newest first. */
+export async function printList(merchantId: string, limit: number): Promise<number> {
+  const pool = stateDatabase();
+  try {
+    for (const record of await listRequests(pool, merchantId, limit)) process.stdout.write(`${JSON.stringify(record)}\n`);
+    return ExitCode.Ok;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** `audit-export cancel ID`: cancels a queued, running or failed request; exit 2 when it is unknown or already finished. */
+export async function cancel(requestId: string, logger: Logger): Promise<number> {
+  const pool = stateDatabase();
+  try {
+    const record = await cancelRequest(pool, requestId);
+    if (record === undefined) throw new InvalidRequestError('REQUEST_ID', `no request ${JSON.stringify(requestId)}`);
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    if (record.status !== 'cancelled') {
+      logger.warn({ requestId, status: record.status }, 'not cancelled: the request has already finished');
+      process.stderr.write(`audit-export: request ${requestId} is ${record.status}; only queued, running or failed requests can be cancelled\n`);
+      return ExitCode.InvalidRequest;
+    }
+    return ExitCode.Ok;
+  } finally {
+    await pool.end();
+  }
+}

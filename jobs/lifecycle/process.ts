@@ -1,0 +1,257 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { buildAnnouncement } from '../../pipeline/announce.js';
+import type { OutputTarget } from '../../sinks/output.js';
+import type { ReadyAnnouncement } from '../announcement.js';
+import { runConversationExport } from '../conversations/job.js';
+import { InvalidRequestError, isAbortError } from '../errors.js';
+import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
+import {
+  claim,
+  heartbeat,
+  intake,
+  markDelivered,
+  markFailed,
+  markRejected,
+  markUploaded,
+  readRequest,
+  recordRejected,
+  releaseLease,
+  storedRequest,
+  type IntakeLimits,
+  type RequestRecord,
+} from './state.js';
+
+/** What running one request needs. */
+export interface LifecycleDeps {
+  /** The source database the export reads. */
+  readonly source: pg.Pool;
+  /** The state database (`audit_export_requests`). */
+  readonly state: pg.Pool;
+  /** Where exports go (`OUTPUT_URI`). */
+  readonly output: OutputTarget;
+  /** Publishes a ready announcement; called only for requests with recipients. */
+  readonly announce: (announcement: ReadyAnnouncement) => Promise<string>;
+  readonly logger: Logger;
+  /** This process's name in the `worker` column. */
+  readonly worker: string;
+  readonly limits: IntakeLimits;
+  /** A running request whose heartbeat is older than this is taken over. */
+  readonly leaseMs: number;
+  /** How often a running export renews its lease and checks for cancellation (at most 1 s for a 2 s cancel). */
+  readonly heartbeatMs: number;
+  /** Aborted when the process shuts down: running exports stop and hand their requests back. */
+  readonly shutdown: AbortSignal;
+}
+
+/** The outcome of one delivery of a request. */
+export interface ProcessOutcome {
+  /** For Pub/Sub: `ack` when nothing more can or needs to be done, `nack` to try again later. */
+  readonly verdict: 'ack' | 'nack';
+  /** For `run`: the CLI's exit code (0 done, 1 failed, 2 invalid, 3 cancelled). */
+  readonly exitCode: 0 | 1 | 2 | 3;
+  /** The request's record after this delivery. */
+  readonly record: RequestRecord;
+}
+
+/** A name for this process in the `worker` column: host, pid and a random part. */
+export function workerName(): string {
+  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Handles one delivery of an export request, from any entry point: validates it (an invalid one is
+ * recorded as rejected), takes it in (same id: the same request; an equal one recently: coalesced;
+ * over a limit: rejected), then acts on its state: exports it under a lease with heartbeats,
+ * announces it, or does nothing more when that was already done. Safe to call again with the same
+ * message at any point: that is how Pub/Sub retries and how a Cloud Run task retries.
+ */
+export async function processRequest(data: Buffer | string, deps: LifecycleDeps): Promise<ProcessOutcome> {
+  let input: unknown;
+  try {
+    input = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+  } catch {
+    const record = await recordRejected(deps.state, randomUUID(), 'unknown', null, 'request: not valid JSON');
+    deps.logger.warn({ requestId: record.requestId, reason: record.error }, 'request rejected');
+    return { verdict: 'ack', exitCode: 2, record };
+  }
+  let request: ExportRequest;
+  try {
+    request = parseExportRequest(input);
+  } catch (error) {
+    if (!(error instanceof InvalidRequestError)) throw error;
+    const fields = typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {};
+    const requestId = typeof fields.requestId === 'string' && REQUEST_ID.test(fields.requestId) ? fields.requestId : randomUUID();
+    const kind = typeof fields.kind === 'string' ? fields.kind.slice(0, 64) : 'unknown';
+    const merchantId = typeof fields.merchantId === 'string' || typeof fields.merchantId === 'number' ? String(fields.merchantId).slice(0, 32) : null;
+    const record = await recordRejected(deps.state, requestId, kind, merchantId, error.message);
+    deps.logger.warn({ requestId: record.requestId, reason: error.message }, 'request rejected');
+    // A malformed copy of a known request id leaves that request alone; report what it is.
+    return { verdict: 'ack', exitCode: record.status === 'rejected' ? 2 : 0, record };
+  }
+
+  const taken = await intake(deps.state, request, requestIdentity(request), deps.limits);
+  const log = deps.logger.child({ requestId: request.requestId });
+  if (taken.kind === 'coalesced') log.info({ coalescedInto: taken.record.coalescedInto }, 'request coalesced into an equal one');
+  if (taken.kind === 'rejected') log.warn({ reason: taken.record.error }, 'request rejected');
+  return await act(request, taken.record, deps, log);
+}
+
+async function act(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
+  switch (record.status) {
+    case 'coalesced':
+    case 'delivered':
+      return { verdict: 'ack', exitCode: 0, record };
+    case 'rejected':
+      return { verdict: 'ack', exitCode: 2, record };
+    case 'cancelled':
+      return { verdict: 'ack', exitCode: 3, record };
+    case 'uploaded':
+      return await announceStored(request, record, deps, log);
+    case 'queued':
+    case 'failed':
+    case 'running': {
+      const held = await claim(deps.state, request.requestId, deps.worker, deps.leaseMs);
+      if (held === undefined) {
+        // Another worker holds a fresh lease (or it just moved on): leave it, look again later.
+        const now = (await readRequest(deps.state, request.requestId)) ?? record;
+        log.info({ status: now.status, worker: now.worker }, 'request is being handled elsewhere');
+        if (now.status !== record.status && now.status !== 'running' && now.status !== 'queued' && now.status !== 'failed') {
+          return await act(request, now, deps, log);
+        }
+        return { verdict: 'nack', exitCode: 1, record: now };
+      }
+      return await exportUnderLease(request, held, deps, log);
+    }
+  }
+}
+
+async function exportUnderLease(request: ExportRequest, held: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
+  const { state, worker } = deps;
+  const controller = new AbortController();
+  const onShutdown = (): void => controller.abort(deps.shutdown.reason);
+  deps.shutdown.addEventListener('abort', onShutdown, { once: true });
+  if (deps.shutdown.aborted) onShutdown();
+  let rows = 0;
+  let leaseLost = false;
+  const beat = setInterval(() => {
+    heartbeat(state, request.requestId, worker, rows).then(
+      (held) => {
+        if (!held && !leaseLost) {
+          leaseLost = true;
+          log.warn('lease lost (cancelled or taken over): stopping the export');
+          controller.abort(new Error('lease lost'));
+        }
+      },
+      (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
+    );
+  }, deps.heartbeatMs);
+  log.info({ attempt: held.attempts, worker }, 'export running');
+  try {
+    const result = await runConversationExport(request, {
+      pool: deps.source,
+      output: deps.output,
+      signal: controller.signal,
+      // The export names the request in its own log lines.
+      logger: deps.logger,
+      onRows: (written) => {
+        rows = written;
+      },
+    });
+    clearInterval(beat);
+    const stored = result.stored;
+    const uploaded = await markUploaded(state, request.requestId, worker, {
+      rows: result.summary.rows,
+      bytes: result.summary.bytes,
+      uri: result.summary.uri,
+      files: result.summary.files,
+      // The zone is kept with the object: a redelivery that only announces still names it in the e-mail.
+      object: { ...(stored.gcs ?? {}), timezone: result.resolved.timezone },
+    });
+    const record = (await readRequest(state, request.requestId)) as RequestRecord;
+    if (!uploaded) {
+      log.warn({ status: record.status }, 'export finished after the request was cancelled or taken over');
+      return { verdict: 'ack', exitCode: record.status === 'cancelled' ? 3 : 0, record };
+    }
+    return await announceStored(request, record, deps, log);
+  } catch (error) {
+    clearInterval(beat);
+    if (isAbortError(error) || controller.signal.aborted) {
+      if (deps.shutdown.aborted) {
+        await releaseLease(state, request.requestId, worker);
+        log.warn('shutting down: request handed back');
+        return { verdict: 'nack', exitCode: 3, record: (await readRequest(state, request.requestId)) as RequestRecord };
+      }
+      const record = (await readRequest(state, request.requestId)) as RequestRecord;
+      if (record.status === 'cancelled') {
+        log.info('export cancelled; nothing was left behind');
+        return { verdict: 'ack', exitCode: 3, record };
+      }
+      // Taken over by another worker after our heartbeats stalled: that worker finishes it.
+      return { verdict: 'ack', exitCode: 1, record };
+    }
+    if (error instanceof InvalidRequestError) {
+      await markRejected(state, request.requestId, worker, error.message);
+      log.warn({ reason: error.message }, 'request rejected');
+      return { verdict: 'ack', exitCode: 2, record: (await readRequest(state, request.requestId)) as RequestRecord };
+    }
+    await markFailed(state, request.requestId, worker, describeError(error));
+    log.error({ err: error }, 'export failed; a redelivery retries it');
+    return { verdict: 'nack', exitCode: 1, record: (await readRequest(state, request.requestId)) as RequestRecord };
+  } finally {
+    deps.shutdown.removeEventListener('abort', onShutdown);
+  }
+}
+
+/** uploaded → announced (when there are recipients) → delivered. An announce failure leaves it uploaded for a retry. */
+async function announceStored(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
+  if (request.recipients.length === 0) return { verdict: 'ack', exitCode: 0, record };
+  const stored = record.uri;
+  if (stored === null) throw new Error(`Request ${record.requestId} is uploaded but has no object recorded`);
+  try {
+    const object = (
+      await deps.state.query<{ object: { bucket?: string; object?: string; generation?: string; timezone?: string } | null }>(
+        'SELECT object FROM audit_export_requests WHERE request_id = $1',
+        [record.requestId],
+      )
+    ).rows[0]?.object;
+    const gcs =
+      object?.bucket !== undefined && object.object !== undefined && object.generation !== undefined
+        ? { bucket: object.bucket, object: object.object, generation: object.generation }
+        : undefined;
+    const storedObject = { uri: stored, bytes: record.bytes ?? 0, ...(gcs === undefined ? {} : { gcs }) };
+    const announcement = buildAnnouncement(
+      {
+        requestId: request.requestId,
+        kind: request.kind,
+        merchantId: request.merchantId,
+        recipients: request.recipients,
+        locale: request.locale,
+        parameters: {
+          from: request.from.kind === 'date' ? request.from.date : request.from.iso,
+          to: request.to.kind === 'date' ? request.to.date : request.to.iso,
+          timezone: object?.timezone ?? request.timezone ?? '',
+          filters: { ...storedRequest(request).filters as Record<string, string[]> },
+        },
+      },
+      storedObject,
+      { rows: record.rows ?? 0, files: record.files ?? [] },
+      new Date(),
+    );
+    const messageId = await deps.announce(announcement);
+    await markDelivered(deps.state, record.requestId);
+    log.info({ messageId, recipients: request.recipients.length }, 'export announced');
+    return { verdict: 'ack', exitCode: 0, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };
+  } catch (error) {
+    log.error({ err: error }, 'announcing the export failed; a redelivery announces it without exporting again');
+    return { verdict: 'nack', exitCode: 1, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };
+  }
+}
