@@ -15,12 +15,17 @@ export interface CliResult {
 }
 
 /** Starts `audit-export ARGS` with the given extra environment. */
-export function startCli(args: readonly string[], env: Record<string, string | undefined>, cwd?: string): ChildProcess {
+export function startCli(
+  args: readonly string[],
+  env: Record<string, string | undefined>,
+  cwd?: string,
+  stdin: 'ignore' | 'pipe' = 'ignore',
+): ChildProcess {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run \`npm run build\` (npm test does)`);
   return spawn(process.execPath, [CLI_PATH, ...args], {
     cwd,
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [stdin, 'pipe', 'pipe'],
   });
 }
 

@@ -1,0 +1,201 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { migrateState } from '../db/migrate.js';
+import type { ReadyAnnouncement } from '../jobs/announcement.js';
+import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
+import { cancelRequest, claim, DEFAULT_LIMITS, listRequests, readRequest } from '../jobs/lifecycle/state.js';
+import { FileOutputTarget } from '../sinks/file.js';
+import { useTestDatabase } from './support/database.js';
+import { listFiles, silentLogger, temporaryDirectory } from './support/export.js';
+import { loadFixture } from './support/fixture.js';
+import { loadVolume } from './support/volume.js';
+
+const db = useTestDatabase();
+beforeAll(async () => {
+  await loadFixture(db.pool);
+  await loadVolume(db.pool, 9, 2000, 50);
+  await migrateState(db.pool);
+}, 120_000);
+
+interface Harness {
+  readonly deps: LifecycleDeps;
+  readonly directory: string;
+  readonly announced: ReadyAnnouncement[];
+}
+
+async function harness(overrides: Partial<LifecycleDeps> = {}): Promise<Harness> {
+  const directory = await temporaryDirectory();
+  const announced: ReadyAnnouncement[] = [];
+  const deps: LifecycleDeps = {
+    source: db.pool,
+    state: db.pool,
+    output: new FileOutputTarget(directory),
+    announce: async (announcement) => {
+      announced.push(announcement);
+      return String(announced.length);
+    },
+    logger: silentLogger,
+    worker: `test-worker-${Math.random().toString(36).slice(2, 8)}`,
+    limits: DEFAULT_LIMITS,
+    leaseMs: 60_000,
+    heartbeatMs: 100,
+    shutdown: new AbortController().signal,
+    ...overrides,
+  };
+  return { deps, directory, announced };
+}
+
+let sequence = 0;
+/** A valid request of merchant 1; every call a new request id and a range of its own (no coalescing). */
+function request(fields: Record<string, unknown> = {}): Record<string, unknown> {
+  sequence += 1;
+  return { kind: 'conversations', merchantId: 1, from: '2026-09-01', to: '2026-10-31', requestId: `life-${sequence}`, timezone: 'America/Bogota', csv: { rowsPerFile: 1000 + sequence }, ...fields };
+}
+const data = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+
+describe('the request lifecycle', () => {
+  it('exports, uploads and announces a request, and a redelivery does nothing more', async () => {
+    const { deps, directory, announced } = await harness();
+    const doc = request({ recipients: ['ana@merchant.test'], requestedBy: { userId: 7, email: 'ops@merchant.test' } });
+    const first = await processRequest(data(doc), deps);
+    expect(first).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', rows: 10, attempts: 1 } });
+    expect(first.record.uri).toMatch(/^file:\/\/.*life-\d+\.zip$/);
+    expect(announced).toHaveLength(1);
+    expect(announced[0]).toMatchObject({ requestId: doc.requestId, rows: 10, recipients: ['ana@merchant.test'], linkSeconds: 604800 });
+    expect(announced[0]?.parameters.timezone).toBe('America/Bogota');
+    const again = await processRequest(data(doc), deps);
+    expect(again).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', attempts: 1 } });
+    expect(announced).toHaveLength(1);
+    expect(await listFiles(directory)).toHaveLength(1);
+  });
+
+  it('ends a request without recipients at uploaded, announcing nothing', async () => {
+    const { deps, announced } = await harness();
+    const outcome = await processRequest(data(request()), deps);
+    expect(outcome.record.status).toBe('uploaded');
+    expect(announced).toEqual([]);
+  });
+
+  it('announces an uploaded but unannounced request on redelivery without exporting again', async () => {
+    let fail = true;
+    const { deps, directory, announced } = await harness({
+      announce: async (announcement) => {
+        if (fail) throw new Error('Pub/Sub unavailable');
+        announced.push(announcement);
+        return 'm1';
+      },
+    });
+    const doc = request({ recipients: ['bob@merchant.test'] });
+    const first = await processRequest(data(doc), deps);
+    expect(first).toMatchObject({ verdict: 'nack', exitCode: 1, record: { status: 'uploaded' } });
+    const files = await listFiles(directory);
+    fail = false;
+    const second = await processRequest(data(doc), deps);
+    expect(second).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', attempts: 1 } });
+    expect(announced).toHaveLength(1);
+    expect(await listFiles(directory)).toEqual(files);
+  });
+
+  it('coalesces an equal request (other id and requester) into the active or recent one, never into a failed one', async () => {
+    const { deps, directory } = await harness();
+    const doc = request({ recipients: ['c@merchant.test'] });
+    const first = await processRequest(data(doc), deps);
+    const twin = { ...doc, requestId: `${String(doc.requestId)}-twin`, requestedBy: { userId: 'someone-else' }, recipients: ['C@Merchant.test'] };
+    const second = await processRequest(data(twin), deps);
+    expect(second).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'coalesced', coalescedInto: first.record.requestId } });
+    expect(await listFiles(directory)).toHaveLength(1);
+    // A different parameter is a different request.
+    const other = await processRequest(data({ ...doc, requestId: `${String(doc.requestId)}-other`, locale: 'es' }), deps);
+    expect(other.record.status).toBe('delivered');
+
+    await db.pool.query(`UPDATE audit_export_requests SET status = 'failed' WHERE request_id = $1`, [first.record.requestId]);
+    const afterFailure = await processRequest(data({ ...doc, requestId: `${String(doc.requestId)}-after` }), deps);
+    expect(afterFailure.record.status).toBe('delivered');
+  });
+
+  it.each([
+    ['not JSON', Buffer.from('{nope'), /not valid JSON/],
+    ['an unknown kind', data({ ...request(), kind: 'invoices' }), /kind: expected one of conversations/],
+    ['a range over 60 days', data(request({ to: '2026-11-15' })), /longer than 60 days/],
+    ['an active-only status filter', data(request({ filters: { statuses: ['OPENED'] } })), /only active chats/],
+    ['an unknown merchant', data(request({ merchantId: 404 })), /no merchant with id 404/],
+    ['a bad e-mail', data(request({ recipients: ['not-an-address'] })), /not a valid e-mail address/],
+  ])('rejects %s with the reason, acked and never retried', async (_name, message, reason) => {
+    const { deps, directory } = await harness();
+    const outcome = await processRequest(message, deps);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 2, record: { status: 'rejected' } });
+    expect(outcome.record.error).toMatch(reason);
+    expect(await listFiles(directory)).toEqual([]);
+    expect((await readRequest(db.pool, outcome.record.requestId))?.status).toBe('rejected');
+  });
+
+  it('enforces the per-merchant limits, counting only accepted requests', async () => {
+    const { deps } = await harness({ limits: { ...DEFAULT_LIMITS, maxActivePerMerchant: 1, maxAcceptedPerHour: 1000 } });
+    // Merchant 2 has its own counters.
+    const queued = request({ merchantId: 2, timezone: 'Asia/Tokyo' });
+    await db.pool.query(
+      `INSERT INTO audit_export_requests (request_id, kind, merchant_id, status, accepted_at) VALUES ($1, 'conversations', '2', 'running', now())`,
+      [`${String(queued.requestId)}-holder`],
+    );
+    const over = await processRequest(data(queued), deps);
+    expect(over.record).toMatchObject({ status: 'rejected' });
+    expect(over.record.error).toMatch(/already has 1 exports queued or running \(at most 1 at once\)/);
+    await db.pool.query(`UPDATE audit_export_requests SET status = 'delivered' WHERE request_id = $1`, [`${String(queued.requestId)}-holder`]);
+
+    const hourly = await harness({ limits: { ...DEFAULT_LIMITS, maxAcceptedPerHour: 3 } });
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await processRequest(data(request({ merchantId: 2, timezone: 'Asia/Tokyo' })), hourly.deps));
+    expect(results.map((result) => result.record.status)).toEqual(['uploaded', 'uploaded', 'rejected']);
+    expect(results[2]?.record.error).toMatch(/had 3 requests accepted in the last hour \(at most 3\)/);
+  });
+
+  it('never exports one request twice: the same id again is the same request, and a fresh lease elsewhere is left alone', async () => {
+    const { deps } = await harness();
+    const doc = request();
+    await processRequest(data({ ...doc, kind: 'conversations' }), { ...deps, shutdown: AbortSignal.abort() });
+    // Shut down at once: handed back as queued.
+    expect((await readRequest(db.pool, String(doc.requestId)))?.status).toBe('queued');
+    const other = await claim(db.pool, String(doc.requestId), 'other-worker', 60_000);
+    expect(other?.status).toBe('running');
+    const meanwhile = await processRequest(data(doc), deps);
+    expect(meanwhile).toMatchObject({ verdict: 'nack', record: { status: 'running', worker: 'other-worker' } });
+    // Once its heartbeat is older than the lease, it is taken over.
+    const takeover = await processRequest(data(doc), { ...deps, leaseMs: 1 });
+    // Attempts: the one handed back at shutdown, the other worker's, and this takeover.
+    expect(takeover.record).toMatchObject({ status: 'uploaded', attempts: 3 });
+  });
+
+  it('cancels a running export within 2 seconds: exit 3, nothing left, nothing announced', async () => {
+    const { deps, directory, announced } = await harness();
+    const doc = request({ merchantId: 9, from: '2026-09-01', to: '2026-10-01', recipients: ['d@merchant.test'] });
+    const running = processRequest(data(doc), deps);
+    for (let i = 0; i < 100 && (await readRequest(db.pool, String(doc.requestId)))?.status !== 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+    const cancelledAt = performance.now();
+    expect((await cancelRequest(db.pool, String(doc.requestId)))?.status).toBe('cancelled');
+    const outcome = await running;
+    expect(performance.now() - cancelledAt).toBeLessThan(2000);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 3, record: { status: 'cancelled' } });
+    expect(await listFiles(directory)).toEqual([]);
+    expect(announced).toEqual([]);
+    // A later delivery of the cancelled request does nothing.
+    expect(await processRequest(data(doc), deps)).toMatchObject({ verdict: 'ack', exitCode: 3 });
+    expect(await listFiles(directory)).toEqual([]);
+  });
+
+  it('a worker shutting down mid-export hands the request back (queued, nacked) and leaves nothing', async () => {
+    const controller = new AbortController();
+    const { deps, directory } = await harness({ shutdown: controller.signal });
+    const doc = request({ merchantId: 9, from: '2026-09-01', to: '2026-10-01' });
+    const running = processRequest(data(doc), deps);
+    for (let i = 0; i < 100 && (await readRequest(db.pool, String(doc.requestId)))?.status !== 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+    controller.abort();
+    expect(await running).toMatchObject({ verdict: 'nack', exitCode: 3, record: { status: 'queued', worker: null } });
+    expect(await listFiles(directory)).toEqual([]);
+  });
+
+  it('lists a merchant\'s requests newest first', async () => {
+    const records = await listRequests(db.pool, '1', 5);
+    expect(records.length).toBe(5);
+    const created = records.map((record) => record.createdAt);
+    expect([...created].sort().reverse()).toEqual(created);
+  });
+});
