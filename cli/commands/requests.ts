@@ -163,6 +163,8 @@ export async function runWorker(options: { subscription: string; concurrency: nu
       concurrency: options.concurrency,
       signal,
       logger,
+      // Cloud Run allows 10 s after SIGTERM: running exports abort at once and hand their requests back.
+      drainTimeoutMs: 5_000,
     });
   } finally {
     await lifecycle.close();
