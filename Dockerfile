@@ -5,6 +5,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY cli ./cli
+COPY config ./config
 COPY db ./db
 COPY jobs ./jobs
 COPY pipeline ./pipeline

@@ -1,6 +1,7 @@
 import { PubSub, type ClientConfig } from '@google-cloud/pubsub';
 import { parseAnnouncement, type ReadyAnnouncement } from '../jobs/announcement.js';
 import { InvalidRequestError } from '../jobs/errors.js';
+import { describe, setting } from '../config/env.js';
 
 /** gRPC status NOT_FOUND: the topic (or subscription) does not exist. */
 export const GRPC_NOT_FOUND = 5;
@@ -18,16 +19,7 @@ const PROJECT_ID = /^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const RESOURCE_ID = /^(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$/;
 const RESOURCE_NAME = /^projects\/[^/]+\/(?:topics|subscriptions)\/([^/]+)$/;
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
-}
 
-function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
 
 /**
  * A Pub/Sub client for the project in `GOOGLE_CLOUD_PROJECT` (unset: the project of the

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { Transform, type TransformCallback, type TransformOptions } from 'node:stream';
 import { crc32, createDeflateRaw, type DeflateRaw, type ZlibOptions } from 'node:zlib';
+import { describe } from '../config/env.js';
 
 // The byte layout follows PKWARE's APPNOTE.TXT and the choices of Go's archive/zip writer, which
 // the widest range of readers (Info-ZIP, Python, Windows Explorer, macOS, 7-Zip, Java) accept.
@@ -291,13 +292,6 @@ export function endOfCentralDirectory(location: CentralDirectoryLocation, forceZ
   return out;
 }
 
-/** Renders a rejected value for an error message. */
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
-}
 
 interface ZipSettings {
   readonly level: number;

@@ -11,11 +11,8 @@ import { createMailTransport } from '../../jobs/mailer/smtp.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createLinkSigner } from '../link-signer.js';
 import { openLifecycle, requestHandler, type Lifecycle } from './requests.js';
+import { setting } from '../../config/env.js';
 
-function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name];
-  return value === undefined || value === '' ? undefined : value;
-}
 
 function required(env: NodeJS.ProcessEnv, name: string, purpose: string): string {
   const value = setting(env, name);

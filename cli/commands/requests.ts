@@ -14,11 +14,8 @@ import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createAnnouncer } from '../announcer.js';
 import { openDatabase } from '../database.js';
 import { ExitCode } from '../exit-codes.js';
+import { setting } from '../../config/env.js';
 
-function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name];
-  return value === undefined || value === '' ? undefined : value;
-}
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
   const value = setting(env, name);

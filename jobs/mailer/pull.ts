@@ -2,6 +2,7 @@ import { Duration, SubscriptionCloseBehaviors, type Message, type PubSub, type S
 import type { Logger } from 'pino';
 import { GRPC_NOT_FOUND, grpcCode, resourceId } from '../../sinks/pubsub.js';
 import { isVerdict, type MessageHandler, type Verdict } from './handler.js';
+import { describe } from '../../config/env.js';
 
 /** Handler calls in flight at once when no `concurrency` is given. */
 export const DEFAULT_CONCURRENCY = 4;
@@ -27,12 +28,6 @@ export interface ConsumeOptions {
   readonly ackDeadlineSeconds?: number;
   /** After an abort, wait this long for running handlers (default {@link DEFAULT_DRAIN_TIMEOUT_MS}). */
   readonly drainTimeoutMs?: number;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
 }
 
 function wholeNumber(name: string, value: unknown, min: number, max: number): number {

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OAuth2Client } from 'google-auth-library';
 import type { Logger } from 'pino';
 import { isVerdict, type MessageHandler } from './handler.js';
+import { describe, setting } from '../../config/env.js';
 
 /** The path Pub/Sub pushes to. */
 export const PUSH_PATH = '/pubsub/push';
@@ -135,16 +136,7 @@ class Refusal extends Error {
   }
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
-}
 
-function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
 
 function wholeNumber(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
