@@ -31,16 +31,52 @@ export function createPool(
   return pool;
 }
 
+/**
+ * Borrows a client from the pool with an `error` listener attached while it is out: node-postgres
+ * emits `error` on a checked-out client when its backend dies (`pg_terminate_backend`, a restart),
+ * and an unheard `error` event crashes the process. The query in flight fails on its own; the
+ * listener only records that the connection is dead, so that {@link CheckedOutClient.release}
+ * destroys it instead of returning it to the pool.
+ */
+export interface CheckedOutClient {
+  readonly client: pg.PoolClient;
+  /** The error the connection reported while checked out, if any. */
+  connectionError(): Error | undefined;
+  /** Gives the client back; destroys it when `destroy` is set or the connection failed. */
+  release(destroy?: boolean): void;
+}
+
+/** Borrows a client (see {@link CheckedOutClient}). */
+export async function checkOut(pool: pg.Pool): Promise<CheckedOutClient> {
+  const client = await pool.connect();
+  let failure: Error | undefined;
+  const onError = (error: Error): void => {
+    failure ??= error;
+  };
+  client.on('error', onError);
+  let released = false;
+  return {
+    client,
+    connectionError: () => failure,
+    release(destroy = false) {
+      if (released) return;
+      released = true;
+      client.off('error', onError);
+      client.release(destroy || failure !== undefined ? (failure ?? true) : undefined);
+    },
+  };
+}
+
 /** Runs `work` with a pooled client and always gives it back; a client that failed is destroyed. */
 export async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
+  const borrowed = await checkOut(pool);
+  let failed = false;
   try {
-    return await work(client);
+    return await work(borrowed.client);
   } catch (error) {
-    broken = error instanceof Error ? error : new Error(String(error));
+    failed = true;
     throw error;
   } finally {
-    client.release(broken);
+    borrowed.release(failed);
   }
 }

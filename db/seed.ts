@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { chunkLines, copyLine, copyTimestamp, type CopyValue } from './copy-text.js';
+import { checkOut } from './connection.js';
 import {
   agentRows,
   botRows,
@@ -286,8 +287,9 @@ export async function seed(pool: pg.Pool, options: SeedOptions): Promise<SeedSum
     throw new TypeError(`Expected \`pool\` to be a pg.Pool, got ${show(pool)}`);
   }
   const started = performance.now();
-  const client = await pool.connect();
-  let failure: Error | undefined;
+  const borrowed = await checkOut(pool);
+  const { client } = borrowed;
+  let failed = false;
   try {
     await client.query('BEGIN');
     // SHARE ROW EXCLUSIVE conflicts with itself and with every writer, but not with SELECT: two
@@ -315,9 +317,9 @@ export async function seed(pool: pg.Pool, options: SeedOptions): Promise<SeedSum
   } catch (error) {
     // No ROLLBACK: after a failed COPY the connection may never answer it. Destroying the client
     // closes the session, and the server rolls the transaction back.
-    failure = error instanceof Error ? error : new Error(String(error));
+    failed = true;
     throw error;
   } finally {
-    client.release(failure);
+    borrowed.release(failed);
   }
 }

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { checkOut } from '../db/connection.js';
 
 /** A connection inside one `REPEATABLE READ READ ONLY` transaction: every read sees one snapshot. */
 export interface SnapshotSession {
@@ -20,7 +21,8 @@ export interface SnapshotSession {
  * `statement_timeout` is off for the transaction: an export is one long statement.
  */
 export async function withReadOnlySnapshot<T>(pool: pg.Pool, work: (session: SnapshotSession) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const borrowed = await checkOut(pool);
+  const { client } = borrowed;
   let copyInFlight = false;
   let broken = false;
   const session: SnapshotSession = {
@@ -42,7 +44,7 @@ export async function withReadOnlySnapshot<T>(pool: pg.Pool, work: (session: Sna
     await client.query('COMMIT');
     return result;
   } catch (error) {
-    broken = copyInFlight;
+    broken = copyInFlight || borrowed.connectionError() !== undefined;
     if (!broken) {
       await client.query('ROLLBACK').catch(() => {
         broken = true;
@@ -50,6 +52,6 @@ export async function withReadOnlySnapshot<T>(pool: pg.Pool, work: (session: Sna
     }
     throw error;
   } finally {
-    client.release(broken ? true : undefined);
+    borrowed.release(broken);
   }
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { checkOut } from '../../db/connection.js';
 import type { ExportRequest } from '../requests.js';
 
 /** Where a request is in its life. */
@@ -153,8 +154,9 @@ export type IntakeResult =
  * merchant's limits are enforced; otherwise it is queued. Serialised per merchant.
  */
 export async function intake(pool: pg.Pool, request: ExportRequest, identity: string, limits: IntakeLimits): Promise<IntakeResult> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
+  const borrowed = await checkOut(pool);
+  const { client } = borrowed;
+  let broken = false;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey(request.merchantId)]);
@@ -221,11 +223,11 @@ export async function intake(pool: pg.Pool, request: ExportRequest, identity: st
     await client.query('COMMIT');
     return result;
   } catch (error) {
-    broken = error as Error;
+    broken = true;
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
-    client.release(broken);
+    borrowed.release(broken);
   }
 }
 
