@@ -128,6 +128,33 @@ describe('the request lifecycle', () => {
     expect((await readRequest(db.pool, outcome.record.requestId))?.status).toBe('rejected');
   });
 
+  it('records a redelivered malformed message once (regression: every delivery added a record)', async () => {
+    const { deps } = await harness();
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM audit_export_requests')).rows[0].n as number;
+    const garbage = Buffer.from('{"kind": "conversations", "merchantId": "x"');
+    const first = await processRequest(garbage, deps, 'm-123');
+    const again = await processRequest(garbage, deps, 'm-123');
+    expect(again.record.requestId).toBe(first.record.requestId);
+    expect(first.record.requestId).toBe('message-m-123');
+    // Without a message id (run), the content names it.
+    const viaRun = await processRequest(garbage, deps);
+    expect((await processRequest(garbage, deps)).record.requestId).toBe(viaRun.record.requestId);
+    const after = (await db.pool.query('SELECT count(*)::int AS n FROM audit_export_requests')).rows[0].n as number;
+    expect(after - before).toBe(2);
+  });
+
+  it('does not let a malformed document that borrowed a request id block the valid request with that id', async () => {
+    const { deps } = await harness();
+    const doc = request();
+    const malformed = await processRequest(data({ ...doc, from: 'yesterday' }), deps);
+    expect(malformed.record).toMatchObject({ requestId: doc.requestId, status: 'rejected' });
+    const valid = await processRequest(data(doc), deps);
+    expect(valid.record).toMatchObject({ requestId: doc.requestId, status: 'uploaded' });
+    // The other way round, the malformed copy leaves the request alone.
+    const late = await processRequest(data({ ...doc, from: 'yesterday' }), deps);
+    expect(late).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'uploaded' } });
+  });
+
   it('enforces the per-merchant limits, counting only accepted requests', async () => {
     const { deps } = await harness({ limits: { ...DEFAULT_LIMITS, maxActivePerMerchant: 1, maxAcceptedPerHour: 1000 } });
     // Merchant 2 has its own counters.

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import type { ReadyAnnouncement } from '../../jobs/announcement.js';
+import type { Announcer } from '../announcer.js';
 import { buildAnnouncement } from '../../pipeline/announce.js';
 import { runConversationExport, type ConversationExportSummary } from '../../jobs/conversations/job.js';
 import { DEFAULT_ROWS_PER_FILE, parseConversationRequest } from '../../jobs/conversations/request.js';
@@ -90,9 +90,6 @@ export function inFlagTerms(error: InvalidRequestError): InvalidRequestError {
   return new InvalidRequestError(flag, error.message.slice(error.field.length + 2));
 }
 
-/** Publishes a ready announcement and resolves with the message id once the server accepted it. */
-export type Announcer = (announcement: ReadyAnnouncement) => Promise<string>;
-
 /**
  * Validates the flags, runs the export on the configured (or embedded) database and, when
  * recipients were given, announces the stored zip (only after the storage confirmed it; a rerun
@@ -141,13 +138,14 @@ export async function exportConversations(
         result.summary,
         new Date(),
       );
-      const messageId = await announce(announcement);
+      const messageId = await announce.announce(announcement);
       logger.info({ requestId: request.requestId, messageId, recipients: request.recipients.length }, 'export announced');
     }
     return result.summary;
   } catch (error) {
     throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
   } finally {
+    await announce?.close();
     await database.close();
   }
 }

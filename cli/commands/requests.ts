@@ -11,7 +11,7 @@ import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifec
 import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
-import { createAnnouncer } from '../announcer.js';
+import { createAnnouncer, type Announcer } from '../announcer.js';
 import { openDatabase } from '../database.js';
 import { ExitCode } from '../exit-codes.js';
 import { setting } from '../../config/env.js';
@@ -74,12 +74,12 @@ export async function openLifecycle(
     await database.close();
     throw error;
   }
-  let announcer: ReturnType<typeof createAnnouncer> | undefined;
+  let announcer: Announcer | undefined;
   const deps: LifecycleDeps = {
     source: database.pool,
     state: state.pool,
     output,
-    announce: (announcement) => (announcer ??= createAnnouncer(logger, env))(announcement),
+    announce: (announcement) => (announcer ??= createAnnouncer(logger, env)).announce(announcement),
     logger,
     worker: workerName(),
     limits,
@@ -90,6 +90,7 @@ export async function openLifecycle(
   return {
     deps,
     async close() {
+      await announcer?.close();
       await state.close();
       await database.close();
     },
@@ -147,7 +148,7 @@ export async function runRequest(file: string | undefined, logger: Logger, signa
 
 /** The handler the worker and the push endpoint give each request message. */
 export function requestHandler(lifecycle: Lifecycle): MessageHandler {
-  return async (data) => (await processRequest(data, lifecycle.deps)).verdict;
+  return async (data, _attributes, messageId) => (await processRequest(data, lifecycle.deps, messageId)).verdict;
 }
 
 /** `audit-export worker`: streaming pull from the requests subscription until the signal aborts. */

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -74,12 +74,18 @@ function describeError(error: unknown): string {
  * announces it, or does nothing more when that was already done. Safe to call again with the same
  * message at any point: that is how Pub/Sub retries and how a Cloud Run task retries.
  */
-export async function processRequest(data: Buffer | string, deps: LifecycleDeps): Promise<ProcessOutcome> {
+export async function processRequest(data: Buffer | string, deps: LifecycleDeps, messageId?: string): Promise<ProcessOutcome> {
+  // A message without a usable request id is recorded under an id derived from the delivery, so a
+  // redelivered garbage message lands on the same record instead of adding one each time.
+  const derivedId = (): string =>
+    messageId !== undefined && REQUEST_ID.test(`message-${messageId}`)
+      ? `message-${messageId}`
+      : `content-${createHash('sha256').update(data).digest('hex').slice(0, 32)}`;
   let input: unknown;
   try {
     input = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
   } catch {
-    const record = await recordRejected(deps.state, randomUUID(), 'unknown', null, 'request: not valid JSON');
+    const record = await recordRejected(deps.state, derivedId(), 'unknown', null, 'request: not valid JSON');
     deps.logger.warn({ requestId: record.requestId, reason: record.error }, 'request rejected');
     return { verdict: 'ack', exitCode: 2, record };
   }
@@ -89,7 +95,7 @@ export async function processRequest(data: Buffer | string, deps: LifecycleDeps)
   } catch (error) {
     if (!(error instanceof InvalidRequestError)) throw error;
     const fields = typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {};
-    const requestId = typeof fields.requestId === 'string' && REQUEST_ID.test(fields.requestId) ? fields.requestId : randomUUID();
+    const requestId = typeof fields.requestId === 'string' && REQUEST_ID.test(fields.requestId) ? fields.requestId : derivedId();
     const kind = typeof fields.kind === 'string' ? fields.kind.slice(0, 64) : 'unknown';
     const merchantId = typeof fields.merchantId === 'string' || typeof fields.merchantId === 'number' ? String(fields.merchantId).slice(0, 32) : null;
     const record = await recordRejected(deps.state, requestId, kind, merchantId, error.message);

@@ -161,9 +161,13 @@ export async function intake(pool: pg.Pool, request: ExportRequest, identity: st
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey(request.merchantId)]);
     const known = await client.query<RequestRow>('SELECT * FROM audit_export_requests WHERE request_id = $1', [request.requestId]);
-    if (known.rows[0] !== undefined) {
+    const stored = known.rows[0];
+    if (stored !== undefined && stored.status === 'rejected' && stored.request === null) {
+      // Only a malformed document used this id so far: it must not block the valid request.
+      await client.query('DELETE FROM audit_export_requests WHERE request_id = $1', [request.requestId]);
+    } else if (stored !== undefined) {
       await client.query('COMMIT');
-      return { kind: 'existing', record: recordOf(known.rows[0]) };
+      return { kind: 'existing', record: recordOf(stored) };
     }
     const hash = identityHash(identity);
     const equal = await client.query<{ request_id: string }>(
