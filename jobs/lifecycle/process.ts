@@ -7,6 +7,7 @@ import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
 import { runConversationExport } from '../conversations/job.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
+import { REQUEST_ID } from '../request-fields.js';
 import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
@@ -60,8 +61,6 @@ export interface ProcessOutcome {
 export function workerName(): string {
   return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -1,0 +1,190 @@
+import { randomUUID } from 'node:crypto';
+import { describe } from '../config/env.js';
+import { parseEmailAddress, parseLocale, parseRecipients, type Locale } from './announcement.js';
+import { InvalidRequestError } from './errors.js';
+
+/**
+ * The request fields every report kind shares, and the small parsers behind them: each throws an
+ * InvalidRequestError naming the field and the rule.
+ */
+
+/** A bound of the range: a calendar date (midnight in the export zone) or an instant with an offset. */
+export type RangeBound =
+  | { readonly kind: 'date'; readonly date: string }
+  | { readonly kind: 'instant'; readonly iso: string; readonly epochMs: number };
+
+/** The user who made a request. */
+export interface RequestedBy {
+  readonly userId: string;
+  readonly email: string | undefined;
+}
+
+/** Parses `requestedBy` (`{ userId, email }`); absent gives undefined. */
+export function parseRequestedBy(value: unknown): RequestedBy | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isRecord(value)) throw new InvalidRequestError('requestedBy', `expected an object with userId and email, got ${describe(value)}`);
+  rejectUnknownFields('requestedBy', value, ['userId', 'email']);
+  const userId = typeof value.userId === 'number' && Number.isSafeInteger(value.userId) ? String(value.userId) : value.userId;
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > 200) {
+    throw new InvalidRequestError('requestedBy.userId', `expected a user id (text or number), got ${describe(value.userId)}`);
+  }
+  const email = value.email === undefined || value.email === null ? undefined : parseEmailAddress('requestedBy.email', value.email);
+  return { userId, email };
+}
+
+const BIGINT_ID = /^[1-9][0-9]{0,18}$/;
+const MAX_BIGINT = 9223372036854775807n;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})$/;
+export const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+export const TIMEZONE = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
+
+export function parseId(field: string, value: unknown): string {
+  const text = typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value;
+  if (typeof text !== 'string' || !BIGINT_ID.test(text) || BigInt(text) > MAX_BIGINT) {
+    throw new InvalidRequestError(field, `expected a positive whole number (a bigint id), got ${describe(value)}`);
+  }
+  return text;
+}
+
+export function isCalendarDate(year: number, month: number, day: number): boolean {
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/** Parses `YYYY-MM-DD` or an ISO-8601 timestamp with an offset (`2026-09-01T08:00:00-05:00`, `...Z`). */
+export function parseRangeBound(field: string, value: unknown): RangeBound {
+  const rule = 'expected a date YYYY-MM-DD or an ISO-8601 timestamp with offset such as 2026-09-01T08:00:00-05:00';
+  if (typeof value !== 'string') throw new InvalidRequestError(field, `${rule}, got ${describe(value)}`);
+  const date = DATE.exec(value);
+  if (date !== null) {
+    if (!isCalendarDate(Number(date[1]), Number(date[2]), Number(date[3]))) {
+      throw new InvalidRequestError(field, `${describe(value)} is not a calendar date`);
+    }
+    return { kind: 'date', date: value };
+  }
+  const instant = INSTANT.exec(value);
+  if (instant === null) throw new InvalidRequestError(field, `${rule}, got ${describe(value)}`);
+  const [, y, mo, d, h, mi, s] = instant;
+  const offset = instant[8] as string;
+  const validOffset = offset === 'Z' || /^[+-](?:[01]\d|2[0-3]):?[0-5]\d$/.test(offset);
+  if (
+    !isCalendarDate(Number(y), Number(mo), Number(d)) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s ?? 0) > 59 ||
+    !validOffset
+  ) {
+    throw new InvalidRequestError(field, `${describe(value)} is not a valid timestamp`);
+  }
+  const epochMs = Date.parse(offset.length === 5 ? `${value.slice(0, -5)}${offset.slice(0, 3)}:${offset.slice(3)}` : value);
+  if (!Number.isFinite(epochMs)) throw new InvalidRequestError(field, `${describe(value)} is not a valid timestamp`);
+  return { kind: 'instant', iso: value, epochMs };
+}
+
+export function parseList<T>(field: string, value: unknown, parseItem: (field: string, item: unknown) => T): T[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new InvalidRequestError(field, `expected a list, got ${describe(value)}`);
+  const items = value.map((item, index) => parseItem(`${field}[${index}]`, item));
+  return [...new Set(items)];
+}
+
+export function parseText(field: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
+    throw new InvalidRequestError(field, `expected a non-empty text of at most 200 characters, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function parseBoolean(field: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidRequestError(field, `expected true or false, got ${describe(value)}`);
+  return value;
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function rejectUnknownFields(field: string, value: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new InvalidRequestError(field === '' ? key : `${field}.${key}`, `unknown field (expected one of ${known.join(', ')})`);
+    }
+  }
+}
+
+
+/** What every request carries, whatever its kind. */
+export interface CommonRequestFields {
+  readonly requestId: string;
+  /** A positive bigint, as decimal text (JSON numbers lose precision past 2^53). */
+  readonly merchantId: string;
+  readonly from: RangeBound;
+  readonly to: RangeBound;
+  /** IANA zone; when absent the merchant's zone is used. */
+  readonly timezone: string | undefined;
+  /** Who gets e-mails with the download links (validated, deduplicated, at most 20). */
+  readonly recipients: readonly string[];
+  /** The e-mail's language. */
+  readonly locale: Locale;
+  /** Who asked (user id and e-mail), for the record; not part of what makes two requests the same. */
+  readonly requestedBy: RequestedBy | undefined;
+}
+
+/** The field names {@link parseCommonFields} reads; a kind adds its own. */
+export const COMMON_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'recipients', 'locale', 'requestedBy'] as const;
+
+/**
+ * Parses the shared fields of a request of `kind` (the caller checked unknown fields). `from` must
+ * come before `to`; `maxRangeMs` bounds two instants here (dates are checked once resolved).
+ */
+export function parseCommonFields(input: Record<string, unknown>, kind: string, maxRangeMs?: number): CommonRequestFields {
+  if (input.kind !== undefined && input.kind !== kind) {
+    throw new InvalidRequestError('kind', `expected ${JSON.stringify(kind)}, got ${describe(input.kind)}`);
+  }
+  let requestId: string = randomUUID();
+  if (input.requestId !== undefined) {
+    if (typeof input.requestId !== 'string' || !REQUEST_ID.test(input.requestId)) {
+      throw new InvalidRequestError(
+        'requestId',
+        `expected 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit, got ${describe(input.requestId)}`,
+      );
+    }
+    requestId = input.requestId;
+  }
+  const merchantId = parseId('merchantId', input.merchantId);
+  const from = parseRangeBound('from', input.from);
+  const to = parseRangeBound('to', input.to);
+  if (from.kind === 'instant' && to.kind === 'instant') {
+    if (from.epochMs >= to.epochMs) throw new InvalidRequestError('from', `${from.iso} is not before to ${to.iso}`);
+    if (maxRangeMs !== undefined && to.epochMs - from.epochMs > maxRangeMs) {
+      throw new InvalidRequestError('to', `the range is longer than ${maxRangeMs / 86_400_000} days (${maxRangeMs / 86_400_000} x 24 hours)`);
+    }
+  }
+  if (from.kind === 'date' && to.kind === 'date' && from.date >= to.date) {
+    throw new InvalidRequestError('from', `${from.date} is not before to ${to.date}`);
+  }
+  let timezone: string | undefined;
+  if (input.timezone !== undefined && input.timezone !== null) {
+    if (typeof input.timezone !== 'string' || !TIMEZONE.test(input.timezone)) {
+      throw new InvalidRequestError('timezone', `expected an IANA time zone name such as America/Bogota, got ${describe(input.timezone)}`);
+    }
+    timezone = input.timezone;
+  }
+  return {
+    requestId,
+    merchantId,
+    from,
+    to,
+    timezone,
+    recipients: parseRecipients('recipients', input.recipients),
+    locale: parseLocale('locale', input.locale),
+    requestedBy: parseRequestedBy(input.requestedBy),
+  };
+}
+
+/** A range bound as the user gave it: the date, or the ISO text. */
+export function boundText(bound: RangeBound): string {
+  return bound.kind === 'date' ? bound.date : bound.iso;
+}
