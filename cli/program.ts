@@ -11,6 +11,7 @@ import { createAnnouncer } from './announcer.js';
 import { createLogger } from './logger.js';
 import { runMailer, runPushServer } from './commands/mail-step.js';
 import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
+import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -80,6 +81,19 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
       ),
   ).action((flags: ConversationFlags) =>
     run(async () => printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger))))),
+  );
+
+  stopSlotsOptions(
+    exportCommand
+      .command('stop-slots')
+      .summary('per chatbot, the slots on which its dialogs ended: one CSV (and e-mail) per bot')
+      .description(
+        'For each bot of --merchant (or each --bot), the dialog slots on which its dialogs created in\n' +
+          '[--from, --to) ended (dialogs with at least one bot message): one plain CSV per bot,\n' +
+          'Slot ID, Slot Name, Slot Text, Dialogs, Share; header only when a bot had no dialogs.',
+      ),
+  ).action((flags: StopSlotsFlags) =>
+    run(async () => printSummary(await withCancellation(logger, (signal) => exportStopSlots(flags, logger, signal, () => createAnnouncer(logger))))),
   );
 
   conversationOptions(

@@ -85,6 +85,8 @@ export interface ReadyAnnouncement {
   readonly createdAt: string;
   /** The object's URI (`gs://bucket/object` or `file:///path`). */
   readonly uri: string;
+  /** For a report with one file per bot (stop-slots): the bot this announcement's file is for. */
+  readonly report?: { readonly botId: string; readonly botName: string };
   /** What was asked for, for the e-mail's text: range bounds as given, the zone, the filters. */
   readonly parameters: {
     readonly from: string;
@@ -140,7 +142,11 @@ export function parseAnnouncement(input: unknown): ReadyAnnouncement {
       if (Array.isArray(value)) filters[key] = value.map(String);
     }
   }
+  const report = isRecord(input.report)
+    ? { botId: text('report.botId', String(input.report.botId ?? '')), botName: text('report.botName', input.report.botName) }
+    : undefined;
   return {
+    ...(report === undefined ? {} : { report }),
     requestId: text('requestId', input.requestId),
     kind: text('kind', input.kind),
     merchantId: text('merchantId', String(input.merchantId ?? '')),

@@ -1,11 +1,12 @@
 import { parseConversationRequest, conversationRequestIdentity, type ConversationRequest } from './conversations/request.js';
 import { InvalidRequestError } from './errors.js';
+import { parseStopSlotsRequest, stopSlotsRequestIdentity, type StopSlotsRequest } from './stop-slots/request.js';
 
 /** The report kinds a request may ask for. */
-export const REQUEST_KINDS = ['conversations'] as const;
+export const REQUEST_KINDS = ['conversations', 'stop-slots'] as const;
 
 /** A validated export request of any kind. */
-export type ExportRequest = ConversationRequest;
+export type ExportRequest = ConversationRequest | StopSlotsRequest;
 
 /**
  * Validates an export request document, whatever its entry point (CLI flags, `run`, the worker,
@@ -20,6 +21,8 @@ export function parseExportRequest(input: unknown): ExportRequest {
   switch (kind) {
     case 'conversations':
       return parseConversationRequest(input);
+    case 'stop-slots':
+      return parseStopSlotsRequest(input);
     case undefined:
       throw new InvalidRequestError('kind', `required: one of ${REQUEST_KINDS.join(', ')}`);
     default:
@@ -27,7 +30,7 @@ export function parseExportRequest(input: unknown): ExportRequest {
   }
 }
 
-/** What makes two requests the same (see {@link conversationRequestIdentity}). */
+/** What makes two requests the same: every parameter and the recipients, never `requestId` or `requestedBy`. */
 export function requestIdentity(request: ExportRequest): string {
-  return conversationRequestIdentity(request);
+  return request.kind === 'conversations' ? conversationRequestIdentity(request) : stopSlotsRequestIdentity(request);
 }

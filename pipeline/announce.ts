@@ -9,6 +9,8 @@ export interface AnnouncedRequest {
   readonly recipients: readonly string[];
   readonly locale: Locale;
   readonly parameters: ReadyAnnouncement['parameters'];
+  /** For reports with one file per bot: the bot of this file. */
+  readonly report?: ReadyAnnouncement['report'];
 }
 
 /**
@@ -24,6 +26,7 @@ export function buildAnnouncement(
   const linkSeconds = LINK_SECONDS[request.kind];
   if (linkSeconds === undefined) throw new TypeError(`No link lifetime is defined for report kind ${JSON.stringify(request.kind)}`);
   return {
+    ...(request.report === undefined ? {} : { report: request.report }),
     requestId: request.requestId,
     kind: request.kind,
     merchantId: request.merchantId,

@@ -120,6 +120,21 @@ export async function readRunRequest(file: string | undefined, env: NodeJS.Proce
 export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<Record<string, unknown>> {
   // A coalesced request's file is the one it was coalesced into.
   const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
+  if (record.kind === 'stop-slots') {
+    const { rows } = await state.query<{ object: { reports?: { botId?: string; uri: string; rows: number }[] } | null }>(
+      'SELECT object FROM audit_export_requests WHERE request_id = $1',
+      [source.requestId],
+    );
+    const reports = (rows[0]?.object?.reports ?? []).map((report) => ({ botId: report.botId, uri: report.uri, rows: report.rows }));
+    return {
+      requestId: record.requestId,
+      kind: record.kind,
+      reports,
+      status: record.status,
+      ...(record.error === null ? {} : { error: record.error }),
+      ...(record.coalescedInto === null ? {} : { coalescedInto: record.coalescedInto }),
+    };
+  }
   return {
     requestId: record.requestId,
     kind: record.kind,

@@ -1,10 +1,22 @@
 import type { SnapshotSession } from '../../sources/postgres-snapshot.js';
 import { InvalidRequestError } from '../errors.js';
-import { MAX_RANGE_MS, type ConversationRequest, type RangeBound } from './request.js';
+import type { CommonRequestFields, RangeBound } from '../request-fields.js';
+import { MAX_RANGE_MS, type ConversationRequest } from './request.js';
+
+/** A conversation export's resolved request. */
+export type ResolvedConversationExport = ResolvedRange<ConversationRequest>;
+
+/** Resolves a conversation export: at most 60 x 24 hours. */
+export async function resolveConversationExport(
+  client: Pick<SnapshotSession, 'query'>,
+  request: ConversationRequest,
+): Promise<ResolvedConversationExport> {
+  return await resolveRange(client, request, MAX_RANGE_MS);
+}
 
 /** A request checked against the database: the merchant exists, the zone is known, the range fits. */
-export interface ResolvedConversationExport {
-  readonly request: ConversationRequest;
+export interface ResolvedRange<R extends CommonRequestFields> {
+  readonly request: R;
   /** The export's IANA time zone: the request's, else the merchant's. */
   readonly timezone: string;
   /** Range start, inclusive, as an exact UTC timestamp literal for SQL. */
@@ -39,12 +51,13 @@ function boundValue(bound: RangeBound): string {
 /**
  * Resolves a request against the database with the client's current snapshot.
  * @throws InvalidRequestError for an unknown merchant or time zone, `from` not before `to`, or a
- * range longer than 60 x 24 hours.
+ * range longer than `maxRangeMs` (when given).
  */
-export async function resolveConversationExport(
+export async function resolveRange<R extends CommonRequestFields>(
   client: Pick<SnapshotSession, 'query'>,
-  request: ConversationRequest,
-): Promise<ResolvedConversationExport> {
+  request: R,
+  maxRangeMs: number | undefined,
+): Promise<ResolvedRange<R>> {
   const merchant = await client.query<{ timezone: string }>('SELECT timezone FROM merchants WHERE id = $1', [
     request.merchantId,
   ]);
@@ -77,8 +90,9 @@ export async function resolveConversationExport(
   }
   const rangeMs = Number(row.range_ms);
   if (rangeMs <= 0) throw new InvalidRequestError('from', `${boundValue(request.from)} is not before to ${boundValue(request.to)}`);
-  if (rangeMs > MAX_RANGE_MS) {
-    throw new InvalidRequestError('to', `the range from ${boundValue(request.from)} to ${boundValue(request.to)} is longer than 60 days (60 x 24 hours)`);
+  if (maxRangeMs !== undefined && rangeMs > maxRangeMs) {
+    const days = maxRangeMs / 86_400_000;
+    throw new InvalidRequestError('to', `the range from ${boundValue(request.from)} to ${boundValue(request.to)} is longer than ${days} days (${days} x 24 hours)`);
   }
   return {
     request,

@@ -6,8 +6,9 @@ import { buildAnnouncement } from '../../pipeline/announce.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
 import { runConversationExport } from '../conversations/job.js';
+import { runStopSlotsReport } from '../stop-slots/job.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
-import { REQUEST_ID } from '../request-fields.js';
+import { boundText, REQUEST_ID } from '../request-fields.js';
 import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
@@ -161,7 +162,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   }, deps.heartbeatMs);
   log.info({ attempt: held.attempts, worker }, 'export running');
   try {
-    const result = await runConversationExport(request, {
+    const result = await runKind(request, {
       pool: deps.source,
       output: deps.output,
       signal: controller.signal,
@@ -172,14 +173,13 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
       },
     });
     clearInterval(beat);
-    const stored = result.stored;
     const uploaded = await markUploaded(state, request.requestId, worker, {
-      rows: result.summary.rows,
-      bytes: result.summary.bytes,
-      uri: result.summary.uri,
-      files: result.summary.files,
-      // The zone is kept with the object: a redelivery that only announces still names it in the e-mail.
-      object: { ...(stored.gcs ?? {}), timezone: result.resolved.timezone },
+      rows: result.reports.reduce((sum, report) => sum + report.rows, 0),
+      bytes: result.reports.reduce((sum, report) => sum + report.bytes, 0),
+      uri: result.reports[0]?.uri ?? null,
+      files: result.reports.flatMap((report) => report.files),
+      // The zone and each file's location are kept: a redelivery that only announces needs them.
+      object: { timezone: result.timezone, reports: result.reports },
     });
     const record = (await readRequest(state, request.requestId)) as RequestRecord;
     if (!uploaded) {
@@ -216,44 +216,92 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   }
 }
 
-/** uploaded → announced (when there are recipients) → delivered. An announce failure leaves it uploaded for a retry. */
+/** One stored file of a request, as kept in the state table for announcing it. */
+interface StoredReport {
+  readonly uri: string;
+  readonly bytes: number;
+  readonly rows: number;
+  readonly files: readonly string[];
+  readonly gcs?: { readonly bucket: string; readonly object: string; readonly generation: string };
+  /** Set for reports with one file per bot. */
+  readonly botId?: string;
+  readonly botName?: string;
+}
+
+/** Runs the request's report kind and describes what it stored. */
+async function runKind(
+  request: ExportRequest,
+  context: { pool: pg.Pool; output: OutputTarget; signal: AbortSignal; logger: Logger; onRows: (rows: number) => void },
+): Promise<{ reports: StoredReport[]; timezone: string }> {
+  if (request.kind === 'stop-slots') {
+    const result = await runStopSlotsReport(request, context);
+    return {
+      timezone: result.timezone,
+      reports: result.reports.map((report) => ({
+        uri: report.stored.uri,
+        bytes: report.stored.bytes,
+        rows: report.rows,
+        files: [report.stored.uri.split('/').pop() ?? ''],
+        ...(report.stored.gcs === undefined ? {} : { gcs: report.stored.gcs }),
+        botId: report.botId,
+        botName: report.botName,
+      })),
+    };
+  }
+  const result = await runConversationExport(request, context);
+  return {
+    timezone: result.resolved.timezone,
+    reports: [
+      {
+        uri: result.summary.uri,
+        bytes: result.summary.bytes,
+        rows: result.summary.rows,
+        files: result.summary.files,
+        ...(result.stored.gcs === undefined ? {} : { gcs: result.stored.gcs }),
+      },
+    ],
+  };
+}
+
+/** The files a request stored, and its zone, as {@link exportUnderLease} recorded them. */
+async function storedReports(state: pg.Pool, requestId: string): Promise<{ reports: StoredReport[]; timezone: string | undefined }> {
+  const { rows } = await state.query<{ object: { timezone?: string; reports?: StoredReport[] } | null }>(
+    'SELECT object FROM audit_export_requests WHERE request_id = $1',
+    [requestId],
+  );
+  const object = rows[0]?.object;
+  return { reports: object?.reports ?? [], timezone: object?.timezone };
+}
+
+/**
+ * uploaded → announced (when there are recipients; one announcement per stored file) → delivered.
+ * An announce failure leaves it uploaded, for a retry that announces without exporting again.
+ */
 async function announceStored(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
   if (request.recipients.length === 0) return { verdict: 'ack', exitCode: 0, record };
-  const stored = record.uri;
-  if (stored === null) throw new Error(`Request ${record.requestId} is uploaded but has no object recorded`);
   try {
-    const object = (
-      await deps.state.query<{ object: { bucket?: string; object?: string; generation?: string; timezone?: string } | null }>(
-        'SELECT object FROM audit_export_requests WHERE request_id = $1',
-        [record.requestId],
-      )
-    ).rows[0]?.object;
-    const gcs =
-      object?.bucket !== undefined && object.object !== undefined && object.generation !== undefined
-        ? { bucket: object.bucket, object: object.object, generation: object.generation }
-        : undefined;
-    const storedObject = { uri: stored, bytes: record.bytes ?? 0, ...(gcs === undefined ? {} : { gcs }) };
-    const announcement = buildAnnouncement(
-      {
-        requestId: request.requestId,
-        kind: request.kind,
-        merchantId: request.merchantId,
-        recipients: request.recipients,
-        locale: request.locale,
-        parameters: {
-          from: request.from.kind === 'date' ? request.from.date : request.from.iso,
-          to: request.to.kind === 'date' ? request.to.date : request.to.iso,
-          timezone: object?.timezone ?? request.timezone ?? '',
-          filters: { ...storedRequest(request).filters as Record<string, string[]> },
+    const { reports, timezone } = await storedReports(deps.state, record.requestId);
+    const stored = storedRequest(request);
+    const filters = (request.kind === 'conversations' ? stored.filters : { botIds: request.botIds }) as Record<string, string[]>;
+    for (const report of reports) {
+      const announcement = buildAnnouncement(
+        {
+          requestId: request.requestId,
+          kind: request.kind,
+          merchantId: request.merchantId,
+          recipients: request.recipients,
+          locale: request.locale,
+          parameters: { from: boundText(request.from), to: boundText(request.to), timezone: timezone ?? request.timezone ?? '', filters },
+          ...(report.botId === undefined ? {} : { report: { botId: report.botId, botName: report.botName ?? '' } }),
         },
-      },
-      storedObject,
-      { rows: record.rows ?? 0, files: record.files ?? [] },
-      new Date(),
-    );
-    const messageId = await deps.announce(announcement);
+        { uri: report.uri, bytes: report.bytes, ...(report.gcs === undefined ? {} : { gcs: report.gcs }) },
+        { rows: report.rows, files: report.files },
+        new Date(),
+      );
+      const messageId = await deps.announce(announcement);
+      log.info({ messageId, recipients: request.recipients.length, ...(report.botId === undefined ? {} : { botId: report.botId }) }, 'export announced');
+    }
     await markDelivered(deps.state, record.requestId);
-    log.info({ messageId, recipients: request.recipients.length }, 'export announced');
     return { verdict: 'ack', exitCode: 0, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };
   } catch (error) {
     log.error({ err: error }, 'announcing the export failed; a redelivery announces it without exporting again');

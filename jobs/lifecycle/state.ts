@@ -271,7 +271,8 @@ export async function heartbeat(pool: pg.Pool, requestId: string, worker: string
 export interface UploadedObject {
   readonly rows: number;
   readonly bytes: number;
-  readonly uri: string;
+  /** The (first) stored file; null when a report stored none (a merchant without bots). */
+  readonly uri: string | null;
   readonly files: readonly string[];
   readonly object: Record<string, unknown> | null;
 }

@@ -170,8 +170,10 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
     return { outcome: 'ack', sent: 0, skipped: 0, rejected: 0, pending: 0, reason };
   }
 
-  const { requestId, recipients } = announcement;
-  const log = deps.logger.child({ requestId, kind: announcement.kind });
+  const { recipients } = announcement;
+  // Exactly once per file and recipient: a report with one file per bot sends one e-mail per bot.
+  const requestId = announcement.report === undefined ? announcement.requestId : `${announcement.requestId}#bot-${announcement.report.botId}`;
+  const log = deps.logger.child({ requestId: announcement.requestId, kind: announcement.kind });
   const counts = { sent: 0, skipped: 0, rejected: 0, pending: 0 };
   const busy: string[] = [];
   const result = (outcome: 'ack' | 'nack', reason?: string): HandleResult => {

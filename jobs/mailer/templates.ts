@@ -145,6 +145,29 @@ export const KIND_TEMPLATES: Readonly<Record<string, KindTemplate>> = {
       pt: { agentIds: 'Agentes (ID)', providers: 'Canais', aliases: 'Apelidos', statuses: 'Status' },
     },
   },
+  'stop-slots': {
+    title: { en: 'Stop slots (where bot dialogs ended)', es: 'Slots de parada (dónde terminaron los diálogos del bot)', pt: 'Slots de parada (onde os diálogos do bot terminaram)' },
+    filterLabels: { en: { botIds: 'Bots (ID)' }, es: { botIds: 'Bots (ID)' }, pt: { botIds: 'Bots (ID)' } },
+    subject: (base, { announcement }) => {
+      const bot = announcement.report?.botName ?? '';
+      const { from, to } = announcement.parameters;
+      return `${base}: ${bot} (${from} - ${to})`;
+    },
+    details: ({ announcement, locale }) => {
+      const bot = announcement.report === undefined ? '' : `${announcement.report.botName} (ID ${announcement.report.botId})`;
+      const snapshot = {
+        en: 'The numbers are what the database held when the request was processed: one snapshot for all bots of the request.',
+        es: 'Las cifras son las que tenía la base de datos al procesar la solicitud: una sola instantánea para todos los bots de la solicitud.',
+        pt: 'Os números são os que o banco de dados tinha quando a solicitação foi processada: um único instantâneo para todos os bots da solicitação.',
+      }[locale];
+      const botLabel = { en: 'Bot', es: 'Bot', pt: 'Bot' }[locale];
+      const dataLabel = { en: 'Data', es: 'Datos', pt: 'Dados' }[locale];
+      return [
+        { label: botLabel, value: bot },
+        { label: dataLabel, value: snapshot },
+      ];
+    },
+  },
 };
 
 /** Escapes text for HTML element content and double- or single-quoted attribute values. */

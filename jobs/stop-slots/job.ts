@@ -1,0 +1,106 @@
+import { Readable } from 'node:stream';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { deliverStream } from '../../pipeline/deliver.js';
+import type { OutputTarget, StoredObject } from '../../sinks/output.js';
+import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
+import { resolveRange } from '../conversations/resolve.js';
+import { InvalidRequestError } from '../errors.js';
+import { queryStopSlots } from './query.js';
+import { stopSlotsCsv } from './report.js';
+import type { StopSlotsRequest } from './request.js';
+
+/** One bot's stored report. */
+export interface StopSlotsBotReport {
+  readonly botId: string;
+  readonly botName: string;
+  /** Data rows in the bot's CSV (0 for a header-only report). */
+  readonly rows: number;
+  readonly stored: StoredObject;
+}
+
+/** The JSON summary line of a stop-slots report. */
+export interface StopSlotsSummary {
+  readonly requestId: string;
+  readonly kind: 'stop-slots';
+  readonly reports: readonly { readonly botId: string; readonly uri: string; readonly rows: number }[];
+}
+
+/** A finished stop-slots request. */
+export interface StopSlotsResult {
+  readonly summary: StopSlotsSummary;
+  readonly reports: readonly StopSlotsBotReport[];
+  readonly timezone: string;
+}
+
+/** What a report runs with. */
+export interface StopSlotsContext {
+  readonly pool: pg.Pool;
+  readonly output: OutputTarget;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+}
+
+/**
+ * Runs a stop-slots report: every bot's numbers from one snapshot, one plain CSV per bot. Bots are
+ * checked before anything is written; a bot's file already stored by an earlier attempt of the same
+ * request is kept, not written again.
+ * @throws InvalidRequestError for an unknown merchant or zone, a bad range, or a bot that is not
+ * the merchant's.
+ */
+export async function runStopSlotsReport(request: StopSlotsRequest, context: StopSlotsContext): Promise<StopSlotsResult> {
+  const { pool, output, signal, logger } = context;
+  signal.throwIfAborted();
+  return await withReadOnlySnapshot(pool, async (session) => {
+    const resolved = await resolveRange(session, request, undefined);
+    const bots = await session.query<{ id: string; name: string }>(
+      `SELECT id::text AS id, name FROM bots WHERE merchant_id = $1::bigint ORDER BY id`,
+      [request.merchantId],
+    );
+    const byId = new Map(bots.rows.map((bot) => [BigInt(bot.id).toString(), bot]));
+    for (const [index, botId] of request.botIds.entries()) {
+      if (!byId.has(BigInt(botId).toString())) {
+        throw new InvalidRequestError(`botIds[${index}]`, `bot ${botId} is not a bot of merchant ${request.merchantId}`);
+      }
+    }
+    const selected = request.botIds.length > 0 ? request.botIds.map((botId) => byId.get(BigInt(botId).toString())!) : bots.rows;
+    const groups = await queryStopSlots(session, {
+      merchantId: request.merchantId,
+      botIds: selected.map((bot) => bot.id),
+      fromUtc: resolved.fromUtc,
+      toUtc: resolved.toUtc,
+    });
+    const reports: StopSlotsBotReport[] = [];
+    for (const bot of selected) {
+      signal.throwIfAborted();
+      const name = `stop-slots_merchant-${request.merchantId}_bot-${bot.id}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
+      const csv = stopSlotsCsv(groups.get(bot.id) ?? [], request.csv);
+      const existing = await output.find(name);
+      const stored =
+        existing ??
+        (await deliverStream(
+          Readable.from([Buffer.from(csv.text, 'utf8')]),
+          [],
+          await output.open({
+            name,
+            contentType: 'text/csv; charset=utf-8',
+            metadata: { requestId: request.requestId, kind: 'stop-slots', merchantId: request.merchantId, botId: bot.id, rows: String(csv.rows) },
+          }),
+          signal,
+        ));
+      // A file stored by an earlier attempt keeps the count it was written with.
+      const storedRows = Number(existing?.metadata?.rows);
+      reports.push({ botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : csv.rows, stored });
+    }
+    logger.info({ requestId: request.requestId, bots: reports.length, rows: reports.reduce((sum, report) => sum + report.rows, 0) }, 'stop-slots report stored');
+    return {
+      summary: {
+        requestId: request.requestId,
+        kind: 'stop-slots',
+        reports: reports.map((report) => ({ botId: report.botId, uri: report.stored.uri, rows: report.rows })),
+      },
+      reports,
+      timezone: resolved.timezone,
+    };
+  });
+}
