@@ -70,4 +70,9 @@ CREATE TABLE IF NOT EXISTS messages (
 -- The export selects a merchant's chats by creation time, then walks each chat's messages in order.
 CREATE INDEX IF NOT EXISTS chats_merchant_created_idx ON chats (merchant_id, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_chat_created_idx ON messages (chat_id, created_at, id);
+-- The stop-slots report finds each chat's last bot message. Bot messages usually open a chat, so a
+-- backward walk of the index above passes every later contact and agent message first; this partial
+-- index makes it one probe. Measured on 200,000 chats of 30 messages (3 from the bot): 826 ms and
+-- 1.58 M buffers without it, 153 ms and 0.21 M buffers with it.
+CREATE INDEX IF NOT EXISTS messages_chat_bot_created_idx ON messages (chat_id, created_at, id) WHERE sender = 'bot';
 `;

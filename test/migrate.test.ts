@@ -32,7 +32,11 @@ describe('db migrate', () => {
     } finally {
       for (const client of clients) client.release();
     }
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname LIKE '%_idx'`);
-    expect(rows[0]).toEqual({ n: 2 });
+    const { rows } = await db.pool.query(`SELECT indexname FROM pg_indexes WHERE indexname LIKE '%_idx' ORDER BY indexname`);
+    expect(rows).toEqual([
+      { indexname: 'chats_merchant_created_idx' },
+      { indexname: 'messages_chat_bot_created_idx' },
+      { indexname: 'messages_chat_created_idx' },
+    ]);
   });
 });

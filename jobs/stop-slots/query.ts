@@ -24,8 +24,9 @@ const INTEGER_ID = /^-?[0-9]+$/;
  * bots `$2`; its stop is the slot of its last bot message (latest `created_at`, then highest id).
  *
  * - The range scan uses `chats (merchant_id, created_at, id)`; the last bot message is one
- *   backward walk of `messages (chat_id, created_at, id)` per chat, stopping at the first bot
- *   message. The inner join of the lateral drops chats without any bot message.
+ *   backward probe per chat of the partial index `messages_chat_bot_created_idx` (bot messages
+ *   only), so the contact and agent messages after it are never read. The inner join of the
+ *   lateral drops chats without any bot message.
  * - The bot must belong to the chat's merchant, and a slot is named only when it belongs to the
  *   dialog's bot, so inconsistent data never shows another bot's (or merchant's) slot texts. A
  *   stop on a foreign slot keeps its id, with NULL name and text.
