@@ -1,4 +1,4 @@
-import { formatCell, formatHeader, RECORD_END, type CellKind, type CsvCellOptions } from './csv.js';
+import { formatCell, formatHeader, RECORD_END, type CsvCellOptions } from './csv.js';
 import { splitDirection } from './direction.js';
 import { formatDurationText } from './duration.js';
 import { formatTimestamp } from './timestamp.js';
@@ -88,43 +88,39 @@ export function chatOf(row: ConversationSourceRow): { readonly chatId: string; r
 
 /** Formats one source row as one CSV record of the conversation export (CRLF included). */
 export function formatConversationRecord(row: ConversationSourceRow, options: CsvCellOptions): string {
-  const cell = (index: number, kind: CellKind): string => formatCell(row[index] ?? null, kind, options);
-  const direction = splitDirection(
-    row[column.sender] as string,
-    row[column.message_type] as string,
-    row[column.body] ?? null,
-    row[column.media_url] ?? null,
-  );
+  // Written out column by column, without a closure per row: this runs once per exported message.
+  const type = row[column.message_type] as string;
+  const direction = splitDirection(row[column.sender] as string, type, row[column.body] ?? null, row[column.media_url] ?? null);
   return (
-    cell(column.chat_id, 'numeric') +
+    formatCell(row[column.chat_id] ?? null, 'numeric', options) +
     ',' +
-    cell(column.merchant_id, 'numeric') +
+    formatCell(row[column.merchant_id] ?? null, 'numeric', options) +
     ',' +
-    cell(column.provider, 'text') +
+    formatCell(row[column.provider] ?? null, 'text', options) +
     ',' +
     formatTimestamp(row[column.chat_created_at] ?? null) +
     ',' +
     formatTimestamp(row[column.message_created_at] ?? null) +
     ',' +
-    cell(column.contact_id, 'numeric') +
+    formatCell(row[column.contact_id] ?? null, 'numeric', options) +
     ',' +
-    cell(column.contact_identification, 'text') +
+    formatCell(row[column.contact_identification] ?? null, 'text', options) +
     ',' +
-    cell(column.contact_name, 'text') +
+    formatCell(row[column.contact_name] ?? null, 'text', options) +
     ',' +
-    cell(column.contact_email, 'text') +
+    formatCell(row[column.contact_email] ?? null, 'text', options) +
     ',' +
-    cell(column.contact_phone_number, 'phone') +
+    formatCell(row[column.contact_phone_number] ?? null, 'phone', options) +
     ',' +
-    cell(column.contact_mobile_number, 'phone') +
+    formatCell(row[column.contact_mobile_number] ?? null, 'phone', options) +
     ',' +
-    cell(column.agent_id, 'numeric') +
+    formatCell(row[column.agent_id] ?? null, 'numeric', options) +
     ',' +
-    cell(column.agent_name, 'text') +
+    formatCell(row[column.agent_name] ?? null, 'text', options) +
     ',' +
-    cell(column.agent_username, 'text') +
+    formatCell(row[column.agent_username] ?? null, 'text', options) +
     ',' +
-    cell(column.agent_email, 'text') +
+    formatCell(row[column.agent_email] ?? null, 'text', options) +
     ',' +
     (direction.incoming ? 'true' : 'false') +
     ',' +
@@ -132,15 +128,15 @@ export function formatConversationRecord(row: ConversationSourceRow, options: Cs
     ',' +
     formatCell(direction.agent, 'text', options) +
     ',' +
-    cell(column.message_type, 'text') +
+    formatCell(type, 'text', options) +
     ',' +
-    cell(column.caption, 'text') +
+    formatCell(row[column.caption] ?? null, 'text', options) +
     ',' +
-    cell(column.alias, 'text') +
+    formatCell(row[column.alias] ?? null, 'text', options) +
     ',' +
-    cell(column.bot_name, 'text') +
+    formatCell(row[column.bot_name] ?? null, 'text', options) +
     ',' +
-    cell(column.status, 'text') +
+    formatCell(row[column.status] ?? null, 'text', options) +
     ',' +
     formatTimestamp(row[column.opened_at] ?? null) +
     ',' +

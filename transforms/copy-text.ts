@@ -56,17 +56,30 @@ export function unescapeCopyText(value: string): string {
  * parser disagree: failing beats writing shifted cells.
  */
 export function parseCopyTextRow(row: string, expectedColumns: number): (string | null)[] {
-  const values: (string | null)[] = row.split('\t');
-  if (values.length !== expectedColumns) {
-    throw new Error(`COPY row has ${values.length} columns, expected ${expectedColumns}`);
-  }
-  for (let i = 0; i < values.length; i++) {
-    const value = values[i] as string;
-    if (value.length === 0 || value.charCodeAt(0) !== BACKSLASH) {
-      if (value.includes('\\')) values[i] = unescapeCopyText(value);
-    } else {
-      values[i] = value === '\\N' ? null : unescapeCopyText(value);
+  // One pass with indexOf instead of split() plus a scan of every value for escapes: this runs once
+  // per exported row and was the export's largest cost on the main thread.
+  const values: (string | null)[] = new Array<string | null>(expectedColumns);
+  let column = 0;
+  let start = 0;
+  let nextTab = row.indexOf('\t');
+  let nextBackslash = row.indexOf('\\');
+  for (;;) {
+    const end = nextTab === -1 ? row.length : nextTab;
+    if (column >= expectedColumns) {
+      throw new Error(`COPY row has ${row.split('\t').length} columns, expected ${expectedColumns}`);
     }
+    if (nextBackslash !== -1 && nextBackslash < end) {
+      const value = row.slice(start, end);
+      values[column] = value === '\\N' ? null : unescapeCopyText(value);
+      nextBackslash = row.indexOf('\\', end);
+    } else {
+      values[column] = row.slice(start, end);
+    }
+    column += 1;
+    if (nextTab === -1) break;
+    start = nextTab + 1;
+    nextTab = row.indexOf('\t', start);
   }
+  if (column !== expectedColumns) throw new Error(`COPY row has ${column} columns, expected ${expectedColumns}`);
   return values;
 }
