@@ -3,6 +3,7 @@ import { createPool } from '../../db/connection.js';
 import { parseBackfillDate, planBackfillUnits, resolveShard, shardUnits } from '../../jobs/backfill/plan.js';
 import { describeUnit, runBackfill, type BackfillSummary } from '../../jobs/backfill/run.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
+import { withLocalMetadata } from '../../sinks/file-metadata.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 
 /** The flags of `backfill`, as commander parses them. */
@@ -38,7 +39,8 @@ export async function backfill(flags: BackfillFlags, logger: Logger, signal: Abo
   // Validated before the database is touched, so a bad flag exits 2 with nothing done.
   planBackfillUnits(flags.merchant, from, to);
   const shard = resolveShard(flags, env);
-  const output = outputTargetFor(flags.out, '--out', env);
+  // A local folder keeps each zip's metadata in a hidden file, so reruns recognise their zips there too.
+  const output = withLocalMetadata(outputTargetFor(flags.out, '--out', env));
   const url = env.DATABASE_URL;
   if (url === undefined || url === '') {
     throw new InvalidRequestError('DATABASE_URL', 'not set: backfill needs the database (preferably a read replica) it should read');
