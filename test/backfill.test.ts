@@ -121,6 +121,21 @@ describe('audit-export backfill', () => {
     expect(result.stderr).toContain('"taskAttempt":"3"');
   }, 60_000);
 
+  it('cancels on SIGTERM with exit 3, leaving no partial file', async () => {
+    const out = await temporaryDirectory();
+    const child = startCli(backfillArgs(out), { DATABASE_URL: db.url });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      // Once: a second signal means "exit now".
+      if (stderr.includes('"message":"backfill progress"') && child.signalCode === null && !child.killed) child.kill('SIGTERM');
+    });
+    const result = await collect(child);
+    expect(result.code, stderr).toBe(3);
+    expect((await listAllFiles(out)).filter((name) => name.endsWith('.partial'))).toEqual([]);
+    expect((await listFiles(out)).length).toBeLessThan(18);
+  }, 60_000);
+
   it.each([
     [['--task-index', '3', '--task-count', '3'], {}, /--task-index: expected a task index below the task count 3/],
     [[], { CLOUD_RUN_TASK_INDEX: '4', CLOUD_RUN_TASK_COUNT: '2' }, /CLOUD_RUN_TASK_INDEX: expected a task index below/],
