@@ -12,6 +12,7 @@ import { createLogger } from './logger.js';
 import { runMailer, runPushServer } from './commands/mail-step.js';
 import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
+import { backfill, type BackfillFlags } from './commands/backfill.js';
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -112,6 +113,37 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
       printSummary(summary);
     }),
   );
+
+  program
+    .command('backfill')
+    .summary('export [--from, --to) per merchant and month, idempotent, shardable over Cloud Run tasks')
+    .description(
+      'Splits [--from, --to) into units of one merchant and at most one calendar month (dates are\n' +
+        "midnight in the merchant's zone) and runs each as a conversation export of every status, named\n" +
+        'after the unit (request id backfill-m<merchant>-<YYYY-MM>), so a rerun skips the units already\n' +
+        'stored and retries the failed ones. Task i of N (--task-index/--task-count, else\n' +
+        'CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT) takes the units at positions p with p % N == i.\n' +
+        'Reads DATABASE_URL, meant to be a read replica, with at most --concurrency connections\n' +
+        '(application_name audit-export-backfill). Progress as JSON lines on stderr; the last stdout line\n' +
+        'is {"kind":"backfill","units","done","skipped","failed","rows","bytes"} for this task.\n' +
+        'Exit codes: 0 every unit done or skipped, 1 a unit failed (named on stderr), 2 invalid flags,\n' +
+        '3 cancelled.',
+    )
+    .requiredOption('--from <date>', 'range start, inclusive: YYYY-MM-DD')
+    .requiredOption('--to <date>', 'range end, exclusive: YYYY-MM-DD')
+    .option('--merchant <id>', 'only this merchant (repeatable; default every merchant)', (value: string, previous: string[]) => [...previous, value], [])
+    .requiredOption('--out <uri>', 'where the zips go: file://DIR or gs://BUCKET/PREFIX')
+    .addOption(new Option('--concurrency <n>', 'units exported at once (= database connections)').argParser(positiveInteger('--concurrency')).default(1))
+    .option('--task-index <i>', 'this task\'s index, from 0 (default: CLOUD_RUN_TASK_INDEX, else 0)')
+    .option('--task-count <n>', 'number of tasks (default: CLOUD_RUN_TASK_COUNT, else 1)')
+    .action((flags: BackfillFlags) =>
+      run(async () => {
+        const outcome = await withCancellation(logger, (signal) => backfill(flags, logger, signal));
+        printSummary(outcome.summary);
+        for (const line of outcome.failures) process.stderr.write(`audit-export: backfill unit failed: ${line}\n`);
+        return outcome.failures.length > 0 ? ExitCode.Failed : ExitCode.Ok;
+      }),
+    );
 
   const db = program.command('db').description('database maintenance (uses DATABASE_URL)');
   db.command('migrate')
