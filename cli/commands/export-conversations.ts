@@ -1,12 +1,9 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { Announcer } from '../announcer.js';
-import { buildAnnouncement } from '../../pipeline/announce.js';
-import { runConversationExport, type ConversationExportSummary } from '../../jobs/conversations/job.js';
+import type { ConversationExportSummary } from '../../jobs/conversations/job.js';
 import { DEFAULT_ROWS_PER_FILE, parseConversationRequest } from '../../jobs/conversations/request.js';
-import { InvalidRequestError } from '../../jobs/errors.js';
-import { outputTargetFor } from '../../sinks/targets.js';
-import { openDatabase } from '../database.js';
+import { collect, COMMON_FLAG_OF_FIELD, runReportCommand } from './report-command.js';
 
 /** The flags of `export conversations`, as commander parses them. */
 export interface ConversationFlags {
@@ -27,7 +24,6 @@ export interface ConversationFlags {
   readonly locale: string;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** Adds the flags of a conversation export to a command (`export conversations` and `demo` share them). */
 export function conversationOptions(command: Command, defaults: Partial<Record<'merchant' | 'from' | 'to', string>> = {}): Command {
@@ -55,13 +51,13 @@ export function conversationOptions(command: Command, defaults: Partial<Record<'
 export function requestFromFlags(flags: ConversationFlags): unknown {
   const rowsPerFile = /^\d+$/.test(flags.rowsPerFile) ? Number(flags.rowsPerFile) : flags.rowsPerFile;
   return {
-      kind: 'conversations',
-      ...(flags.requestId === undefined ? {} : { requestId: flags.requestId }),
-      merchantId: flags.merchant,
-      from: flags.from,
-      to: flags.to,
-      ...(flags.timezone === undefined ? {} : { timezone: flags.timezone }),
-      filters: { agentIds: flags.agent, providers: flags.provider, aliases: flags.alias, statuses: flags.status },
+    kind: 'conversations',
+    ...(flags.requestId === undefined ? {} : { requestId: flags.requestId }),
+    merchantId: flags.merchant,
+    from: flags.from,
+    to: flags.to,
+    ...(flags.timezone === undefined ? {} : { timezone: flags.timezone }),
+    filters: { agentIds: flags.agent, providers: flags.provider, aliases: flags.alias, statuses: flags.status },
     csv: { bom: flags.bom, formulaGuard: flags.formulaGuard, rowsPerFile },
     recipients: flags.email,
     locale: flags.locale,
@@ -69,83 +65,28 @@ export function requestFromFlags(flags: ConversationFlags): unknown {
 }
 
 const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
-  requestId: '--request-id',
-  merchantId: '--merchant',
-  from: '--from',
-  to: '--to',
-  timezone: '--timezone',
+  ...COMMON_FLAG_OF_FIELD,
   'filters.agentIds': '--agent',
   'filters.providers': '--provider',
   'filters.aliases': '--alias',
   'filters.statuses': '--status',
   'csv.rowsPerFile': '--rows-per-file',
-  recipients: '--email',
-  locale: '--locale',
 };
 
-/** Restates a request error in terms of the flag the user typed. */
-export function inFlagTerms(error: InvalidRequestError): InvalidRequestError {
-  const flag = FLAG_OF_FIELD[error.field.replace(/\[\d+\]$/, '')];
-  if (flag === undefined) return error;
-  return new InvalidRequestError(flag, error.message.slice(error.field.length + 2));
-}
-
-/**
- * Validates the flags, runs the export on the configured (or embedded) database and, when
- * recipients were given, announces the stored zip (only after the storage confirmed it; a rerun
- * that finds the zip stored announces again without exporting again).
- */
+/** Validates the flags and runs the export (see {@link runReportCommand}). */
 export async function exportConversations(
   flags: ConversationFlags,
   logger: Logger,
   signal: AbortSignal,
   announcer: () => Announcer,
 ): Promise<ConversationExportSummary> {
-  let request;
-  try {
-    request = parseConversationRequest(requestFromFlags(flags));
-  } catch (error) {
-    throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
-  }
-  const output = outputTargetFor(flags.out);
-  // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
-  const announce = request.recipients.length > 0 ? announcer() : undefined;
-  const database = await openDatabase(logger, { allowEmbedded: true });
-  try {
-    const result = await runConversationExport(request, { pool: database.pool, output, signal, logger });
-    if (announce !== undefined) {
-      const { resolved } = result;
-      const announcement = buildAnnouncement(
-        {
-          requestId: request.requestId,
-          kind: 'conversations',
-          merchantId: request.merchantId,
-          recipients: request.recipients,
-          locale: request.locale,
-          parameters: {
-            from: flags.from,
-            to: flags.to,
-            timezone: resolved.timezone,
-            filters: {
-              agentIds: request.filters.agentIds,
-              providers: request.filters.providers,
-              aliases: request.filters.aliases,
-              statuses: request.filters.statuses,
-            },
-          },
-        },
-        result.stored,
-        result.summary,
-        new Date(),
-      );
-      const messageId = await announce.announce(announcement);
-      logger.info({ requestId: request.requestId, messageId, recipients: request.recipients.length }, 'export announced');
-    }
-    return result.summary;
-  } catch (error) {
-    throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
-  } finally {
-    await announce?.close();
-    await database.close();
-  }
+  const summary = await runReportCommand(
+    () => parseConversationRequest(requestFromFlags(flags)),
+    flags.out,
+    FLAG_OF_FIELD,
+    logger,
+    signal,
+    announcer,
+  );
+  return summary as ConversationExportSummary;
 }

@@ -1,13 +1,9 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { InvalidRequestError } from '../../jobs/errors.js';
-import { boundText } from '../../jobs/request-fields.js';
-import { runStopSlotsReport, type StopSlotsSummary } from '../../jobs/stop-slots/job.js';
-import { parseStopSlotsRequest } from '../../jobs/stop-slots/request.js';
-import { buildAnnouncement } from '../../pipeline/announce.js';
-import { outputTargetFor } from '../../sinks/targets.js';
+import type { StopSlotsSummary } from '../../jobs/stop-slots/job.js';
+import { parseStopSlotsRequest, type StopSlotsRequest } from '../../jobs/stop-slots/request.js';
 import type { Announcer } from '../announcer.js';
-import { openDatabase } from '../database.js';
+import { collect, COMMON_FLAG_OF_FIELD, runReportCommand } from './report-command.js';
 
 /** The flags of `export stop-slots`, as commander parses them. */
 export interface StopSlotsFlags {
@@ -24,7 +20,6 @@ export interface StopSlotsFlags {
   readonly locale: string;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** Adds the flags of `export stop-slots`. */
 export function stopSlotsOptions(command: Command): Command {
@@ -42,27 +37,11 @@ export function stopSlotsOptions(command: Command): Command {
     .option('--locale <locale>', 'language of the e-mails: en, es or pt', 'en');
 }
 
-const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
-  requestId: '--request-id',
-  merchantId: '--merchant',
-  from: '--from',
-  to: '--to',
-  timezone: '--timezone',
-  botIds: '--bot',
-  recipients: '--email',
-  locale: '--locale',
-};
-
-function inFlagTerms(error: InvalidRequestError): InvalidRequestError {
-  const flag = FLAG_OF_FIELD[error.field.replace(/\[\d+\]$/, '')];
-  if (flag === undefined) return error;
-  return new InvalidRequestError(flag, error.message.slice(error.field.length + 2));
-}
+const FLAG_OF_FIELD: Readonly<Record<string, string>> = { ...COMMON_FLAG_OF_FIELD, botIds: '--bot' };
 
 /**
- * Validates the flags, writes one CSV per bot from one snapshot and, with recipients, announces
- * each bot's file (24-hour links). A `--bot` that is not the merchant's is rejected before anything
- * is written.
+ * Validates the flags and writes one CSV per bot from one snapshot (see {@link runReportCommand});
+ * a `--bot` that is not the merchant's is rejected before anything is written.
  */
 export async function exportStopSlots(
   flags: StopSlotsFlags,
@@ -70,9 +49,8 @@ export async function exportStopSlots(
   signal: AbortSignal,
   announcer: () => Announcer,
 ): Promise<StopSlotsSummary> {
-  let request;
-  try {
-    request = parseStopSlotsRequest({
+  const parse = (): StopSlotsRequest =>
+    parseStopSlotsRequest({
       kind: 'stop-slots',
       ...(flags.requestId === undefined ? {} : { requestId: flags.requestId }),
       merchantId: flags.merchant,
@@ -84,39 +62,5 @@ export async function exportStopSlots(
       recipients: flags.email,
       locale: flags.locale,
     });
-  } catch (error) {
-    throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
-  }
-  const output = outputTargetFor(flags.out);
-  const announce = request.recipients.length > 0 ? announcer() : undefined;
-  const database = await openDatabase(logger, { allowEmbedded: true });
-  try {
-    const result = await runStopSlotsReport(request, { pool: database.pool, output, signal, logger });
-    if (announce !== undefined) {
-      for (const report of result.reports) {
-        const announcement = buildAnnouncement(
-          {
-            requestId: request.requestId,
-            kind: 'stop-slots',
-            merchantId: request.merchantId,
-            recipients: request.recipients,
-            locale: request.locale,
-            parameters: { from: boundText(request.from), to: boundText(request.to), timezone: result.timezone, filters: { botIds: [...request.botIds] } },
-            report: { botId: report.botId, botName: report.botName },
-          },
-          report.stored,
-          { rows: report.rows, files: [report.stored.uri.split('/').pop() ?? ''] },
-          new Date(),
-        );
-        const messageId = await announce.announce(announcement);
-        logger.info({ requestId: request.requestId, botId: report.botId, messageId }, 'report announced');
-      }
-    }
-    return result.summary;
-  } catch (error) {
-    throw error instanceof InvalidRequestError ? inFlagTerms(error) : error;
-  } finally {
-    await announce?.close();
-    await database.close();
-  }
+  return (await runReportCommand(parse, flags.out, FLAG_OF_FIELD, logger, signal, announcer)) as StopSlotsSummary;
 }

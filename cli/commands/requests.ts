@@ -8,7 +8,7 @@ import { InvalidRequestError } from '../../jobs/errors.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
 import { consumeSubscription } from '../../jobs/mailer/pull.js';
 import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
-import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../../jobs/lifecycle/state.js';
+import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, readStoredReports, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createAnnouncer, type Announcer } from '../announcer.js';
@@ -121,11 +121,11 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
   // A coalesced request's file is the one it was coalesced into.
   const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
   if (record.kind === 'stop-slots') {
-    const { rows } = await state.query<{ object: { reports?: { botId?: string; uri: string; rows: number }[] } | null }>(
-      'SELECT object FROM audit_export_requests WHERE request_id = $1',
-      [source.requestId],
-    );
-    const reports = (rows[0]?.object?.reports ?? []).map((report) => ({ botId: report.botId, uri: report.uri, rows: report.rows }));
+    const reports = (await readStoredReports(state, source.requestId)).reports.map((report) => ({
+      botId: report.botId,
+      uri: report.uri,
+      rows: report.rows,
+    }));
     return {
       requestId: record.requestId,
       kind: record.kind,

@@ -2,13 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { buildAnnouncement } from '../../pipeline/announce.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
-import { runConversationExport } from '../conversations/job.js';
-import { runStopSlotsReport } from '../stop-slots/job.js';
+import { reportAnnouncements, runReport } from '../reports.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
-import { boundText, REQUEST_ID } from '../request-fields.js';
+import { REQUEST_ID } from '../request-fields.js';
 import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
@@ -19,9 +17,9 @@ import {
   markRejected,
   markUploaded,
   readRequest,
+  readStoredReports,
   recordRejected,
   releaseLease,
-  storedRequest,
   type IntakeLimits,
   type RequestRecord,
 } from './state.js';
@@ -162,7 +160,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   }, deps.heartbeatMs);
   log.info({ attempt: held.attempts, worker }, 'export running');
   try {
-    const result = await runKind(request, {
+    const result = await runReport(request, {
       pool: deps.source,
       output: deps.output,
       signal: controller.signal,
@@ -216,63 +214,6 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   }
 }
 
-/** One stored file of a request, as kept in the state table for announcing it. */
-interface StoredReport {
-  readonly uri: string;
-  readonly bytes: number;
-  readonly rows: number;
-  readonly files: readonly string[];
-  readonly gcs?: { readonly bucket: string; readonly object: string; readonly generation: string };
-  /** Set for reports with one file per bot. */
-  readonly botId?: string;
-  readonly botName?: string;
-}
-
-/** Runs the request's report kind and describes what it stored. */
-async function runKind(
-  request: ExportRequest,
-  context: { pool: pg.Pool; output: OutputTarget; signal: AbortSignal; logger: Logger; onRows: (rows: number) => void },
-): Promise<{ reports: StoredReport[]; timezone: string }> {
-  if (request.kind === 'stop-slots') {
-    const result = await runStopSlotsReport(request, context);
-    return {
-      timezone: result.timezone,
-      reports: result.reports.map((report) => ({
-        uri: report.stored.uri,
-        bytes: report.stored.bytes,
-        rows: report.rows,
-        files: [report.stored.uri.split('/').pop() ?? ''],
-        ...(report.stored.gcs === undefined ? {} : { gcs: report.stored.gcs }),
-        botId: report.botId,
-        botName: report.botName,
-      })),
-    };
-  }
-  const result = await runConversationExport(request, context);
-  return {
-    timezone: result.resolved.timezone,
-    reports: [
-      {
-        uri: result.summary.uri,
-        bytes: result.summary.bytes,
-        rows: result.summary.rows,
-        files: result.summary.files,
-        ...(result.stored.gcs === undefined ? {} : { gcs: result.stored.gcs }),
-      },
-    ],
-  };
-}
-
-/** The files a request stored, and its zone, as {@link exportUnderLease} recorded them. */
-async function storedReports(state: pg.Pool, requestId: string): Promise<{ reports: StoredReport[]; timezone: string | undefined }> {
-  const { rows } = await state.query<{ object: { timezone?: string; reports?: StoredReport[] } | null }>(
-    'SELECT object FROM audit_export_requests WHERE request_id = $1',
-    [requestId],
-  );
-  const object = rows[0]?.object;
-  return { reports: object?.reports ?? [], timezone: object?.timezone };
-}
-
 /**
  * uploaded → announced (when there are recipients; one announcement per stored file) → delivered.
  * An announce failure leaves it uploaded, for a retry that announces without exporting again.
@@ -280,26 +221,10 @@ async function storedReports(state: pg.Pool, requestId: string): Promise<{ repor
 async function announceStored(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
   if (request.recipients.length === 0) return { verdict: 'ack', exitCode: 0, record };
   try {
-    const { reports, timezone } = await storedReports(deps.state, record.requestId);
-    const stored = storedRequest(request);
-    const filters = (request.kind === 'conversations' ? stored.filters : { botIds: request.botIds }) as Record<string, string[]>;
-    for (const report of reports) {
-      const announcement = buildAnnouncement(
-        {
-          requestId: request.requestId,
-          kind: request.kind,
-          merchantId: request.merchantId,
-          recipients: request.recipients,
-          locale: request.locale,
-          parameters: { from: boundText(request.from), to: boundText(request.to), timezone: timezone ?? request.timezone ?? '', filters },
-          ...(report.botId === undefined ? {} : { report: { botId: report.botId, botName: report.botName ?? '' } }),
-        },
-        { uri: report.uri, bytes: report.bytes, ...(report.gcs === undefined ? {} : { gcs: report.gcs }) },
-        { rows: report.rows, files: report.files },
-        new Date(),
-      );
+    const { reports, timezone } = await readStoredReports(deps.state, record.requestId);
+    for (const announcement of reportAnnouncements(request, reports, timezone, new Date())) {
       const messageId = await deps.announce(announcement);
-      log.info({ messageId, recipients: request.recipients.length, ...(report.botId === undefined ? {} : { botId: report.botId }) }, 'export announced');
+      log.info({ messageId, recipients: request.recipients.length, ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }) }, 'export announced');
     }
     await markDelivered(deps.state, record.requestId);
     return { verdict: 'ack', exitCode: 0, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };

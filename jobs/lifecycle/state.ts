@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { checkOut } from '../../db/connection.js';
+import type { StoredReport } from '../reports.js';
 import type { ExportRequest } from '../requests.js';
 
 /** Where a request is in its life. */
@@ -341,4 +342,14 @@ export async function cancelRequest(pool: pg.Pool, requestId: string): Promise<R
     [requestId],
   );
   return rows[0] === undefined ? await readRequest(pool, requestId) : recordOf(rows[0]);
+}
+
+/** The files a request stored and the zone it was resolved in, as its export recorded them. */
+export async function readStoredReports(pool: pg.Pool, requestId: string): Promise<{ reports: StoredReport[]; timezone: string | undefined }> {
+  const { rows } = await pool.query<{ object: { timezone?: string; reports?: StoredReport[] } | null }>(
+    'SELECT object FROM audit_export_requests WHERE request_id = $1',
+    [requestId],
+  );
+  const object = rows[0]?.object;
+  return { reports: object?.reports ?? [], timezone: object?.timezone };
 }

@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import { InvalidRequestError } from '../../jobs/errors.js';
+import { reportAnnouncements, runReport, type ReportResult } from '../../jobs/reports.js';
+import type { ExportRequest } from '../../jobs/requests.js';
+import { outputTargetFor } from '../../sinks/targets.js';
+import type { Announcer } from '../announcer.js';
+import { openDatabase } from '../database.js';
+
+/** Accumulates a repeatable flag's values. */
+export const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/**
+ * Restates request errors in terms of the flags the user typed: `flagOfField` maps a request field
+ * (`merchantId`, `filters.statuses`) to its flag; list indexes (`[2]`) are dropped.
+ */
+export function inFlagTerms(error: InvalidRequestError, flagOfField: Readonly<Record<string, string>>): InvalidRequestError {
+  const flag = flagOfField[error.field.replace(/\[\d+\]$/, '')];
+  if (flag === undefined) return error;
+  return new InvalidRequestError(flag, error.message.slice(error.field.length + 2));
+}
+
+/** Flags every export command shares, by the request field they set. */
+export const COMMON_FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  requestId: '--request-id',
+  merchantId: '--merchant',
+  from: '--from',
+  to: '--to',
+  timezone: '--timezone',
+  recipients: '--email',
+  locale: '--locale',
+};
+
+/**
+ * What the export commands share once their flags are a request: parse it (errors in flag terms),
+ * run the report on the configured (or embedded) database into `--out`, and, with recipients,
+ * announce each stored file only after the storage confirmed it. A rerun of the same request id
+ * finds its files stored and announces again without exporting again.
+ */
+export async function runReportCommand<R extends ExportRequest>(
+  parse: () => R,
+  out: string,
+  flagOfField: Readonly<Record<string, string>>,
+  logger: Logger,
+  signal: AbortSignal,
+  announcer: () => Announcer,
+): Promise<ReportResult['summary']> {
+  const restate = (error: unknown): unknown => (error instanceof InvalidRequestError ? inFlagTerms(error, flagOfField) : error);
+  let request: R;
+  try {
+    request = parse();
+  } catch (error) {
+    throw restate(error);
+  }
+  const output = outputTargetFor(out);
+  // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
+  const announce = request.recipients.length > 0 ? announcer() : undefined;
+  const database = await openDatabase(logger, { allowEmbedded: true });
+  try {
+    const result = await runReport(request, { pool: database.pool, output, signal, logger });
+    if (announce !== undefined) {
+      for (const announcement of reportAnnouncements(request, result.reports, result.timezone, new Date())) {
+        const messageId = await announce.announce(announcement);
+        logger.info(
+          { requestId: request.requestId, messageId, recipients: request.recipients.length, ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }) },
+          'export announced',
+        );
+      }
+    }
+    return result.summary;
+  } catch (error) {
+    throw restate(error);
+  } finally {
+    await announce?.close();
+    await database.close();
+  }
+}
