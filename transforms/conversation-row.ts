@@ -81,9 +81,14 @@ export const CONVERSATION_HEADERS = [
 /** The header record (CRLF included). */
 export const CONVERSATION_HEADER_RECORD = formatHeader(CONVERSATION_HEADERS);
 
-/** The chat a source row belongs to, and how many rows that chat has: what part splitting needs. */
-export function chatOf(row: ConversationSourceRow): { readonly chatId: string; readonly chatRows: number } {
-  return { chatId: row[column.chat_id] as string, chatRows: Number(row[column.chat_message_count]) };
+/** The chat a source row belongs to: what part splitting groups by. */
+export function chatIdOf(row: ConversationSourceRow): string {
+  return row[column.chat_id] as string;
+}
+
+/** How many rows the row's chat has in the export (the query's window count). */
+export function chatRowsOf(row: ConversationSourceRow): number {
+  return Number(row[column.chat_message_count]);
 }
 
 /** Formats one source row as one CSV record of the conversation export (CRLF included). */

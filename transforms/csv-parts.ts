@@ -4,12 +4,6 @@ import { parseCopyTextRow } from './copy-text.js';
 import { UTF8_BOM } from './csv.js';
 import { PartPlanner } from './parts.js';
 
-/** A row's group for part splitting (a chat) and the group's size in rows. */
-export interface RowGroup {
-  readonly key: string;
-  readonly rows: number;
-}
-
 /** Options of {@link createCsvPartsStage}. */
 export interface CsvPartsOptions {
   /** How many columns each COPY text row has. */
@@ -20,8 +14,10 @@ export interface CsvPartsOptions {
   readonly bom: boolean;
   /** Formats one parsed row as a CSV record (CRLF included). */
   readonly formatRecord: (row: readonly (string | null)[]) => string;
-  /** The group a row belongs to; parts break only between groups. */
-  readonly groupOf: (row: readonly (string | null)[]) => RowGroup;
+  /** The group a row belongs to (a chat); parts break only between groups, whose rows come together. */
+  readonly groupKey: (row: readonly (string | null)[]) => string;
+  /** How many rows the row's group has; asked only at the first row of each group. */
+  readonly groupSize: (row: readonly (string | null)[]) => number;
   /** At most this many data rows per part. */
   readonly rowsPerFile: number;
   /** Whether the export has more than one part, known before the first row (from a count). */
@@ -49,6 +45,8 @@ export class CsvPartsStage extends Transform {
   #entry = '';
   #output = '';
   #rows = 0;
+  #groupKey: string | undefined;
+  #groupSize = 0;
   readonly #files: string[] = [];
   readonly #rowsPerFile: number[] = [];
 
@@ -107,14 +105,19 @@ export class CsvPartsStage extends Transform {
   }
 
   #writeRows(text: string): void {
-    const { columns, formatRecord, groupOf, chunkSize } = this.#options;
+    const { columns, formatRecord, groupKey, groupSize, chunkSize } = this.#options;
     let start = 0;
     while (start <= text.length) {
       let end = text.indexOf('\n', start);
       if (end === -1) end = text.length;
       const row = parseCopyTextRow(text.slice(start, end), columns);
-      const group = groupOf(row);
-      const part = this.#planner.place(group.key, group.rows);
+      const key = groupKey(row);
+      // The size is read once per group, not per row: it only matters when a group starts.
+      if (key !== this.#groupKey) {
+        this.#groupKey = key;
+        this.#groupSize = groupSize(row);
+      }
+      const part = this.#planner.place(key, this.#groupSize);
       if (part !== this.#part) this.#startPart(part);
       this.#output += formatRecord(row);
       this.#rows += 1;

@@ -6,7 +6,8 @@ import { createZipStream } from '../../sinks/zip.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { createCsvPartsStage } from '../../transforms/csv-parts.js';
 import {
-  chatOf,
+  chatIdOf,
+  chatRowsOf,
   CONVERSATION_HEADER_RECORD,
   CONVERSATION_SOURCE_COLUMNS,
   formatConversationRecord,
@@ -129,10 +130,8 @@ export async function runConversationExport(
       headerRecord: CONVERSATION_HEADER_RECORD,
       bom: request.csv.bom,
       formatRecord: (row) => formatConversationRecord(row, request.csv),
-      groupOf: (row) => {
-        const chat = chatOf(row);
-        return { key: chat.chatId, rows: chat.chatRows };
-      },
+      groupKey: chatIdOf,
+      groupSize: chatRowsOf,
       rowsPerFile: request.csv.rowsPerFile,
       multipart: plan.files.length > 1,
       partName: (index, multi) => partFileName(base, index, multi),
