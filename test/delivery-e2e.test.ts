@@ -1,60 +1,35 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateState } from '../db/migrate.js';
 import { createPubSubClient } from '../sinks/pubsub.js';
 import { collect, runCli, startCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { exportConversations as exportLocally, parseCsv, temporaryDirectory } from './support/export.js';
-import { createTestServiceAccount, startFakeGcs, type FakeGcs } from './support/fake-gcs.js';
+import type { FakeGcs } from './support/fake-gcs.js';
 import { loadFixture } from './support/fixture.js';
-import { createTopicAndSubscription, startPubSubEmulator, uniqueName, type PubSubEmulator } from './support/pubsub-emulator.js';
-import { startSmtpServer, type TestSmtpServer } from './support/smtp.js';
+import { BUCKET, startDeliveryServices, type DeliveryServices } from './support/services.js';
+import type { TestSmtpServer } from './support/smtp.js';
 import { loadVolume } from './support/volume.js';
 import { readZip } from './support/zip.js';
-import { writeFile } from 'node:fs/promises';
 
 const db = useTestDatabase();
+let services: DeliveryServices;
 let fake: FakeGcs;
-let emulator: PubSubEmulator;
 let smtp: TestSmtpServer;
 let env: Record<string, string>;
 let subscription: string;
-const BUCKET = 'audit-exports';
 
 beforeAll(async () => {
   await loadFixture(db.pool);
   await loadVolume(db.pool, 9, 2000, 50);
-  await migrateState(db.pool);
-  fake = await startFakeGcs({ buckets: [BUCKET] });
-  const account = await createTestServiceAccount(fake, await mkdtemp(join(tmpdir(), 'audit-export-sa-')));
-  emulator = await startPubSubEmulator();
-  smtp = await startSmtpServer();
-  const topic = uniqueName('ready');
-  subscription = uniqueName('mailer');
-  env = {
-    DATABASE_URL: db.url,
-    GCS_API_ENDPOINT: fake.url,
-    GOOGLE_APPLICATION_CREDENTIALS: account.keyFile,
-    GOOGLE_CLOUD_PROJECT: emulator.projectId,
-    PUBSUB_EMULATOR_HOST: emulator.host,
-    METADATA_SERVER_DETECTION: 'none',
-    READY_TOPIC: topic,
-    SMTP_URL: smtp.url,
-    MAIL_FROM: 'Exports <exports@b2chat.test>',
-  };
-  const pubsub = createPubSubClient(env);
-  await createTopicAndSubscription(pubsub, topic, subscription, { ackDeadlineSeconds: 10 });
-  await pubsub.close();
+  services = await startDeliveryServices(db);
+  ({ fake, smtp, env, mailerSubscription: subscription } = services);
 }, 120_000);
 
 afterAll(async () => {
-  await smtp?.close();
-  await emulator?.stop();
-  await fake?.close();
+  await services?.close();
 });
 
 const RECIPIENTS = ['ana@merchant.test', 'bob@merchant.test', 'carla@merchant.test'];

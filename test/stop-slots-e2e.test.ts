@@ -1,24 +1,18 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateState } from '../db/migrate.js';
-import { createPubSubClient } from '../sinks/pubsub.js';
 import { collect, runCli, startCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles, parseCsv, temporaryDirectory } from './support/export.js';
-import { createTestServiceAccount, startFakeGcs, type FakeGcs } from './support/fake-gcs.js';
+import type { FakeGcs } from './support/fake-gcs.js';
 import { loadFixture } from './support/fixture.js';
-import { createTopicAndSubscription, startPubSubEmulator, uniqueName, type PubSubEmulator } from './support/pubsub-emulator.js';
-import { startSmtpServer, type TestSmtpServer } from './support/smtp.js';
+import { BUCKET, startDeliveryServices, type DeliveryServices } from './support/services.js';
+import type { TestSmtpServer } from './support/smtp.js';
 
 const db = useTestDatabase();
+let services: DeliveryServices;
 let fake: FakeGcs;
-let emulator: PubSubEmulator;
 let smtp: TestSmtpServer;
 let env: Record<string, string>;
 let subscription: string;
-const BUCKET = 'audit-exports';
 
 // Merchant 1's bot 5 (fixture) has one dialog, chat 1001, stopped on slot 50. Bot 7 gets three
 // dialogs here: two stopped on slot 71, one on a message without a slot; a chat of bot 7 without
@@ -42,34 +36,13 @@ INSERT INTO messages (id, chat_id, created_at, sender, type, body, bot_slot_id) 
 beforeAll(async () => {
   await loadFixture(db.pool);
   await db.pool.query(BOTS_SQL);
-  await migrateState(db.pool);
-  fake = await startFakeGcs({ buckets: [BUCKET] });
-  const account = await createTestServiceAccount(fake, await mkdtemp(join(tmpdir(), 'audit-export-sa-')));
-  emulator = await startPubSubEmulator();
-  smtp = await startSmtpServer();
-  const topic = uniqueName('ready');
-  subscription = uniqueName('mailer');
-  env = {
-    DATABASE_URL: db.url,
-    OUTPUT_URI: `gs://${BUCKET}/reports`,
-    GCS_API_ENDPOINT: fake.url,
-    GOOGLE_APPLICATION_CREDENTIALS: account.keyFile,
-    GOOGLE_CLOUD_PROJECT: emulator.projectId,
-    PUBSUB_EMULATOR_HOST: emulator.host,
-    METADATA_SERVER_DETECTION: 'none',
-    READY_TOPIC: topic,
-    SMTP_URL: smtp.url,
-    MAIL_FROM: 'Reports <reports@b2chat.test>',
-  };
-  const pubsub = createPubSubClient(env);
-  await createTopicAndSubscription(pubsub, topic, subscription, { ackDeadlineSeconds: 10 });
-  await pubsub.close();
+  services = await startDeliveryServices(db);
+  ({ fake, smtp, mailerSubscription: subscription } = services);
+  env = { ...services.env, OUTPUT_URI: `gs://${BUCKET}/reports`, MAIL_FROM: 'Reports <reports@b2chat.test>' };
 }, 120_000);
 
 afterAll(async () => {
-  await smtp?.close();
-  await emulator?.stop();
-  await fake?.close();
+  await services?.close();
 });
 
 const HEADER = ['Slot ID', 'Slot Name', 'Slot Text', 'Dialogs', 'Share'];

@@ -4,25 +4,25 @@
  * the checks of what a merchant would see (the object, its rows, the e-mails, the request's state).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CreateSubscriptionOptions, PubSub, Subscription } from '@google-cloud/pubsub';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { migrateState } from '../../db/migrate.js';
 import { readRequest, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { runCli, startCli, type CliResult } from './cli.js';
 import type { TestDatabase } from './database.js';
 import { exportConversations, parseCsv, temporaryDirectory, type ExportResult } from './export.js';
-import { createTestServiceAccount, startFakeGcs, type FakeGcs, type FakeObject } from './fake-gcs.js';
-import { createTopicAndSubscription, startPubSubEmulator, uniqueName, type PubSubEmulator } from './pubsub-emulator.js';
-import { startSmtpServer, type TestSmtpServer } from './smtp.js';
+import type { FakeGcs, FakeObject } from './fake-gcs.js';
+import { createTopicAndSubscription, uniqueName, type PubSubEmulator } from './pubsub-emulator.js';
+import type { TestSmtpServer } from './smtp.js';
+import { BUCKET, startDeliveryServices } from './services.js';
 import { readZip } from './zip.js';
 
-export const BUCKET = 'audit-exports';
+export { BUCKET };
+
 export const PREFIX = 'exports';
 
 /** Polls `predicate` every 50 ms until it holds; throws `describe()` after `timeoutMs`. */
@@ -153,32 +153,18 @@ export interface FaultRig {
  */
 export async function startRig(db: TestDatabase, load: (pool: pg.Pool) => Promise<void>): Promise<FaultRig> {
   await load(db.pool);
-  await migrateState(db.pool);
-  const fake = await startFakeGcs({ buckets: [BUCKET] });
-  const account = await createTestServiceAccount(fake, await mkdtemp(join(tmpdir(), 'audit-export-sa-')));
-  const emulator = await startPubSubEmulator();
-  const smtp = await startSmtpServer();
-  const readyTopic = uniqueName('ready');
-  const mailerSubscription = uniqueName('mailer');
+  const services = await startDeliveryServices(db);
+  const { fake, emulator, smtp, mailerSubscription } = services;
   const env: Record<string, string> = {
-    DATABASE_URL: db.url,
+    ...services.env,
     STATE_DATABASE_URL: db.url,
     OUTPUT_URI: `gs://${BUCKET}/${PREFIX}`,
     LEASE_SECONDS: '2',
     HEARTBEAT_MS: '200',
-    GCS_API_ENDPOINT: fake.url,
-    GOOGLE_APPLICATION_CREDENTIALS: account.keyFile,
-    GOOGLE_CLOUD_PROJECT: emulator.projectId,
-    PUBSUB_EMULATOR_HOST: emulator.host,
-    METADATA_SERVER_DETECTION: 'none',
-    READY_TOPIC: readyTopic,
-    SMTP_URL: smtp.url,
-    MAIL_FROM: 'Exports <exports@b2chat.test>',
     // The load test sends 50 e-mails; the default 10 per second would only slow the test down.
     MAIL_RATE_LIMIT: '200',
   };
   const pubsub = createPubSubClient(env);
-  await createTopicAndSubscription(pubsub, readyTopic, mailerSubscription, { ackDeadlineSeconds: 10 });
   const children: CliChild[] = [];
   const start = (name: string, args: readonly string[], extra: Record<string, string> = {}): CliChild => {
     const child = new CliChild(name, args, { ...env, ...extra });
@@ -203,9 +189,7 @@ export async function startRig(db: TestDatabase, load: (pool: pg.Pool) => Promis
       }
       await Promise.all(children.map((child) => child.exited));
       await pubsub.close().catch(() => {});
-      await smtp.close();
-      await emulator.stop();
-      await fake.close();
+      await services.close();
     },
   };
 }
