@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { deliverStream } from '../../pipeline/deliver.js';
 import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
-import { resolveRange } from '../conversations/resolve.js';
+import { resolveRange } from '../resolve-range.js';
 import { InvalidRequestError } from '../errors.js';
 import { queryStopSlots } from './query.js';
 import { stopSlotsCsv } from './report.js';
