@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
 import { collect, runCli, startCli, type CliResult } from './support/cli.js';
+import { BACKFILL_UNIT_NAMES, seedBackfillData } from './support/backfill-data.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles as listAllFiles, temporaryDirectory } from './support/export.js';
 
@@ -8,24 +8,6 @@ import { listFiles as listAllFiles, temporaryDirectory } from './support/export.
 const listFiles = async (directory: string): Promise<string[]> => (await listAllFiles(directory)).filter((name) => name.endsWith('.zip') && !name.startsWith('.'));
 
 const db = useTestDatabase();
-
-/** 6 merchants (Bogota), each with 2 chats of 3 messages in each of September, October, November 2026. */
-async function seedBackfillData(pool: pg.Pool): Promise<void> {
-  await pool.query(`INSERT INTO merchants (id, name) SELECT m, 'Merchant ' || m FROM generate_series(1, 6) AS m`);
-  await pool.query(`INSERT INTO contacts (id, merchant_id, name) SELECT m * 1000, m, 'Contact ' || m FROM generate_series(1, 6) AS m`);
-  await pool.query(
-    `INSERT INTO chats (id, merchant_id, provider, contact_id, status, created_at, closed_at)
-     SELECT m * 1000 + mo * 10 + c, m, 'whatsapp', m * 1000, CASE WHEN c = 1 THEN 'CLOSED' ELSE 'OPENED' END,
-            timestamptz '2026-09-10T15:00:00Z' + (mo - 1) * interval '1 month' + c * interval '1 hour',
-            CASE WHEN c = 1 THEN timestamptz '2026-09-10T18:00:00Z' + (mo - 1) * interval '1 month' END
-     FROM generate_series(1, 6) AS m, generate_series(1, 3) AS mo, generate_series(1, 2) AS c`,
-  );
-  await pool.query(
-    `INSERT INTO messages (id, chat_id, created_at, sender, type, body)
-     SELECT ch.id * 10 + k, ch.id, ch.created_at + k * interval '1 minute', CASE WHEN k % 2 = 0 THEN 'contact' ELSE 'agent' END, 'text', 'hello ' || k
-     FROM chats AS ch, generate_series(1, 3) AS k`,
-  );
-}
 
 beforeAll(async () => {
   await seedBackfillData(db.pool);
@@ -45,12 +27,6 @@ async function runShards(out: string, count: number): Promise<CliResult[]> {
 
 const sum = (results: readonly CliResult[], key: string): number => results.reduce((total, result) => total + Number(result.summary?.[key]), 0);
 
-const UNIT_NAMES = [1, 2, 3, 4, 5, 6].flatMap((m) =>
-  ['2026-09-01_2026-10-01_backfill-m' + m + '-2026-09', '2026-10-01_2026-11-01_backfill-m' + m + '-2026-10', '2026-11-01_2026-12-01_backfill-m' + m + '-2026-11'].map(
-    (tail) => `conversations_merchant-${m}_${tail}.zip`,
-  ),
-);
-
 describe('audit-export backfill', () => {
   it('three shards at once export every unit exactly once; a rerun skips them all', async () => {
     const out = await temporaryDirectory();
@@ -66,7 +42,7 @@ describe('audit-export backfill', () => {
     // Every chat of every status: 6 merchants x 3 months x 2 chats x 3 messages.
     expect(sum(first, 'rows')).toBe(108);
     const files = await listFiles(out);
-    expect(files).toEqual([...UNIT_NAMES].sort());
+    expect(files).toEqual([...BACKFILL_UNIT_NAMES].sort());
     const everything = await listAllFiles(out);
     // One hidden metadata file per zip, nothing partial.
     expect(everything).toHaveLength(36);
@@ -101,7 +77,7 @@ describe('audit-export backfill', () => {
     const rerun = await runCli(backfillArgs(out), { DATABASE_URL: db.url });
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(rerun.summary).toMatchObject({ units: 18, done: 3, skipped: 15, failed: 0, rows: 108 });
-    expect(await listFiles(out)).toEqual([...UNIT_NAMES].sort());
+    expect(await listFiles(out)).toEqual([...BACKFILL_UNIT_NAMES].sort());
   }, 120_000);
 
   it('honours CLOUD_RUN_TASK_INDEX/COUNT and --merchant, and logs CLOUD_RUN_TASK_ATTEMPT', async () => {
@@ -116,7 +92,7 @@ describe('audit-export backfill', () => {
     // Sorted units m2-09, m2-10, m2-11, m5-09, m5-10, m5-11: task 1 of 2 takes positions 1, 3, 5.
     expect(result.summary).toMatchObject({ units: 3, done: 3 });
     expect(await listFiles(out)).toEqual(
-      [UNIT_NAMES[4], UNIT_NAMES[12], UNIT_NAMES[14]].sort(),
+      [BACKFILL_UNIT_NAMES[4], BACKFILL_UNIT_NAMES[12], BACKFILL_UNIT_NAMES[14]].sort(),
     );
     expect(result.stderr).toContain('"taskAttempt":"3"');
   }, 60_000);
