@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { StatusLine } from '../pipeline/progress.js';
 
 const SEVERITY: Readonly<Record<string, string>> = {
   trace: 'DEBUG',
@@ -11,17 +12,25 @@ const SEVERITY: Readonly<Record<string, string>> = {
 
 /**
  * JSON logs on stderr in the shape Cloud Logging reads (`severity`, `message`); stdout is kept for
- * the one-line JSON summary that scripts parse. Level from `LOG_LEVEL` (default info).
+ * the one-line JSON summary that scripts parse. Level from `LOG_LEVEL` (default info). With a
+ * terminal's status line (the progress bar), each log line is written above it, never into it.
  */
-export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return pino(
-    {
-      level,
-      messageKey: 'message',
-      base: undefined,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
-    },
-    pino.destination({ fd: 2, sync: true }),
-  );
+export function createLogger(level = process.env.LOG_LEVEL ?? 'info', line?: StatusLine): Logger {
+  const options = {
+    level,
+    messageKey: 'message',
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
+  };
+  // Synchronous: a log line written just before the process exits is not lost.
+  if (line === undefined) return pino(options, pino.destination({ fd: 2, sync: true }));
+  return pino(options, { write: (chunk: string) => line.writeAbove(chunk) });
+}
+
+/** The status line of a terminal on stderr, writing through the same synchronous stderr as the logs; undefined when stderr is not a terminal. */
+export function stderrStatusLine(): StatusLine | undefined {
+  if (process.stderr.isTTY !== true) return undefined;
+  const stderr = pino.destination({ fd: 2, sync: true });
+  return new StatusLine((text) => stderr.write(text), () => process.stderr.columns);
 }
