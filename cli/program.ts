@@ -8,7 +8,9 @@ import { DEMO_SEED } from './database.js';
 import { ExitCode } from './exit-codes.js';
 import { conversationOptions, exportConversations, type ConversationFlags } from './commands/export-conversations.js';
 import { createAnnouncer } from './announcer.js';
-import { createLogger } from './logger.js';
+import { createLogger, stderrStatusLine } from './logger.js';
+import { cliProgress } from './progress.js';
+import type { StatusLine } from '../pipeline/progress.js';
 import { runMailer, runPushServer } from './commands/mail-step.js';
 import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
@@ -59,14 +61,21 @@ async function withConfiguredPool<T>(work: (pool: import('pg').Pool) => Promise<
   }
 }
 
-/** Builds the `audit-export` command tree; `run` decides the exit code. */
-export function buildProgram(logger: Logger, run: (work: () => Promise<void | number>) => Promise<void>): Command {
+/**
+ * Builds the `audit-export` command tree; `run` decides the exit code. `line` is stderr's status
+ * line when stderr is a terminal (progress is then a bar), else undefined (JSON progress lines).
+ */
+export function buildProgram(logger: Logger, run: (work: () => Promise<void | number>) => Promise<void>, line?: StatusLine): Command {
+  // Read when a command runs, so a bad PROGRESS_INTERVAL_MS is that command's invalid request (exit 2).
+  const progress = (enabled: boolean, bar = true) => cliProgress({ enabled, logger, line, bar });
   const program = new Command('audit-export')
     .description(
       "Exports merchants' chat data from PostgreSQL as spreadsheet-safe CSV in a zip.\n" +
         'Logs go to stderr; on success the last stdout line is a JSON summary.\n' +
         'Exit codes: 0 done, 1 failed, 2 invalid request, 3 cancelled.\n' +
-        'Environment: DATABASE_URL (unset: an embedded PostgreSQL with demo data), LOG_LEVEL.',
+        'Progress: a bar on stderr when it is a terminal, else a JSON line every PROGRESS_INTERVAL_MS\n' +
+        '(default 5000; 0 or --no-progress: none).\n' +
+        'Environment: DATABASE_URL (unset: an embedded PostgreSQL with demo data), LOG_LEVEL, PROGRESS_INTERVAL_MS.',
     )
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
@@ -81,7 +90,9 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
           'parts of at most --rows-per-file rows, split between chats',
       ),
   ).action((flags: ConversationFlags) =>
-    run(async () => printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger))))),
+    run(async () =>
+      printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)))),
+    ),
   );
 
   stopSlotsOptions(
@@ -94,7 +105,9 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
           'Slot ID, Slot Name, Slot Text, Dialogs, Share; header only when a bot had no dialogs.',
       ),
   ).action((flags: StopSlotsFlags) =>
-    run(async () => printSummary(await withCancellation(logger, (signal) => exportStopSlots(flags, logger, signal, () => createAnnouncer(logger))))),
+    run(async () =>
+      printSummary(await withCancellation(logger, (signal) => exportStopSlots(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)))),
+    ),
   );
 
   conversationOptions(
@@ -108,7 +121,9 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
     { merchant: '1', from: '2026-09-01', to: '2026-10-31' },
   ).action((flags: ConversationFlags) =>
     run(async () => {
-      const summary = await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger)));
+      const summary = await withCancellation(logger, (signal) =>
+        exportConversations(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)),
+      );
       process.stderr.write(`\nExported ${summary.rows} rows of merchant ${flags.merchant} into ${summary.uri}\n\n`);
       printSummary(summary);
     }),
@@ -124,7 +139,8 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
         'stored and retries the failed ones. Task i of N (--task-index/--task-count, else\n' +
         'CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT) takes the units at positions p with p % N == i.\n' +
         'Reads DATABASE_URL, meant to be a read replica, with at most --concurrency connections\n' +
-        '(application_name audit-export-backfill). Progress as JSON lines on stderr; the last stdout line\n' +
+        '(application_name audit-export-backfill). Progress: a bar on a terminal, else a JSON line on\n' +
+        'stderr after each unit and every PROGRESS_INTERVAL_MS; the last stdout line\n' +
         'is {"kind":"backfill","units","done","skipped","failed","rows","bytes"} for this task.\n' +
         'Exit codes: 0 every unit done or skipped, 1 a unit failed (named on stderr), 2 invalid flags,\n' +
         '3 cancelled.',
@@ -136,9 +152,10 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
     .addOption(new Option('--concurrency <n>', 'units exported at once (= database connections)').argParser(positiveInteger('--concurrency')).default(1))
     .option('--task-index <i>', 'this task\'s index, from 0 (default: CLOUD_RUN_TASK_INDEX, else 0)')
     .option('--task-count <n>', 'number of tasks (default: CLOUD_RUN_TASK_COUNT, else 1)')
+    .option('--no-progress', 'no progress bar (terminal) nor periodic progress lines; a line per unit is still logged')
     .action((flags: BackfillFlags) =>
       run(async () => {
-        const outcome = await withCancellation(logger, (signal) => backfill(flags, logger, signal));
+        const outcome = await withCancellation(logger, (signal) => backfill(flags, logger, signal, progress(flags.progress)));
         printSummary(outcome.summary);
         for (const line of outcome.failures) process.stderr.write(`audit-export: backfill unit failed: ${line}\n`);
         return outcome.failures.length > 0 ? ExitCode.Failed : ExitCode.Ok;
@@ -228,7 +245,10 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
         '(default file://./exports). Prints the JSON summary line; exit codes as for export.',
     )
     .option('--request <file>', 'request document, or - for stdin (default: EXPORT_REQUEST)')
-    .action((flags: { request?: string }) => run(() => withCancellation(logger, (signal) => runRequest(flags.request, logger, signal))));
+    .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr')
+    .action((flags: { request?: string; progress: boolean }) =>
+      run(() => withCancellation(logger, (signal) => runRequest(flags.request, logger, signal, progress(flags.progress)))),
+    );
   program
     .command('worker')
     .summary('run export requests from a Pub/Sub subscription (streaming pull)')
@@ -239,8 +259,10 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
     )
     .requiredOption('--subscription <name>', 'subscription of the requests topic')
     .addOption(new Option('--concurrency <n>', 'requests run at once by this worker').argParser(positiveInteger('--concurrency')).default(1))
-    .action((flags: { subscription: string; concurrency: number }) =>
-      run(() => withCancellation(logger, (signal) => runWorker(flags, logger, signal))),
+    .option('--no-progress', 'no progress lines on stderr')
+    .action((flags: { subscription: string; concurrency: number; progress: boolean }) =>
+      // JSON lines even on a terminal: several requests may run at once.
+      run(() => withCancellation(logger, (signal) => runWorker(flags, logger, signal, progress(flags.progress, false)))),
     );
   program
     .command('status')
@@ -263,7 +285,8 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
 
 /** Parses argv, runs the command, and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const logger = createLogger();
+  const line = stderrStatusLine();
+  const logger = createLogger(undefined, line);
   let exitCode: number = ExitCode.Ok;
   const run = async (work: () => Promise<void | number>): Promise<void> => {
     try {
@@ -284,7 +307,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
     }
   };
-  const program = buildProgram(logger, run);
+  const program = buildProgram(logger, run, line);
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {

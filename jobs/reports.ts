@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { buildAnnouncement } from '../pipeline/announce.js';
+import type { ProgressUpdate } from '../pipeline/progress.js';
 import type { OutputTarget } from '../sinks/output.js';
 import type { ReadyAnnouncement } from './announcement.js';
 import { runConversationExport, type ConversationExportSummary } from './conversations/job.js';
@@ -35,7 +36,8 @@ export interface ReportContext {
   readonly output: OutputTarget;
   readonly signal: AbortSignal;
   readonly logger: Logger;
-  readonly onRows?: (rows: number) => void;
+  /** Told how far the report is (rows written; the rows expected or the bots done, when known). */
+  readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
 /** Runs the request's report kind (the one place that dispatches on it) and describes what it stored. */

@@ -3,6 +3,7 @@ import { createPool } from '../../db/connection.js';
 import { parseBackfillDate, planBackfillUnits, resolveShard, shardUnits } from '../../jobs/backfill/plan.js';
 import { describeUnit, runBackfill, type BackfillSummary } from '../../jobs/backfill/run.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
+import type { ProgressStarter } from '../../pipeline/progress.js';
 import { withLocalMetadata } from '../../sinks/file-metadata.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 
@@ -15,6 +16,8 @@ export interface BackfillFlags {
   readonly concurrency: number;
   readonly taskIndex?: string;
   readonly taskCount?: string;
+  /** False with `--no-progress`. */
+  readonly progress: boolean;
 }
 
 /** What a backfill task printed and how it should exit. */
@@ -31,7 +34,13 @@ export interface BackfillOutcome {
  * @throws InvalidRequestError naming the flag or variable, before anything is exported.
  * @throws AbortError when `signal` aborted.
  */
-export async function backfill(flags: BackfillFlags, logger: Logger, signal: AbortSignal, env: NodeJS.ProcessEnv = process.env): Promise<BackfillOutcome> {
+export async function backfill(
+  flags: BackfillFlags,
+  logger: Logger,
+  signal: AbortSignal,
+  progress: ProgressStarter,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<BackfillOutcome> {
   const from = parseBackfillDate('--from', flags.from);
   const to = parseBackfillDate('--to', flags.to);
   if (from >= to) throw new InvalidRequestError('--from', `${from} is not before --to ${to}`);
@@ -71,7 +80,7 @@ export async function backfill(flags: BackfillFlags, logger: Logger, signal: Abo
       },
       'backfill started',
     );
-    const result = await runBackfill(units, { pool, output, signal, logger, concurrency: flags.concurrency });
+    const result = await runBackfill(units, { pool, output, signal, logger, concurrency: flags.concurrency, progress });
     return {
       summary: result.summary,
       failures: result.failures.map(({ unit, error }) => `${unit.requestId} (${describeUnit(unit)}): ${error.message}`),

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
+import type { ProgressStarter } from '../../pipeline/progress.js';
 import type { Announcer } from '../announcer.js';
 import type { ConversationExportSummary } from '../../jobs/conversations/job.js';
 import { DEFAULT_ROWS_PER_FILE, parseConversationRequest } from '../../jobs/conversations/request.js';
@@ -22,6 +23,8 @@ export interface ConversationFlags {
   readonly requestId?: string;
   readonly email: string[];
   readonly locale: string;
+  /** False with `--no-progress`. */
+  readonly progress: boolean;
 }
 
 
@@ -44,7 +47,8 @@ export function conversationOptions(command: Command, defaults: Partial<Record<'
     .option('--no-formula-guard', "do not prefix ' to free-text cells starting with = + - @ TAB CR LF")
     .option('--request-id <id>', 'request id (default: a new UUID)')
     .option('--email <address>', 'e-mail the download link to this address (repeatable, at most 20)', collect, [])
-    .option('--locale <locale>', 'language of the e-mail: en, es or pt', 'en');
+    .option('--locale <locale>', 'language of the e-mail: en, es or pt', 'en')
+    .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr');
 }
 
 /** Maps CLI flags onto the request document every entry point shares, so one schema validates both. */
@@ -79,6 +83,7 @@ export async function exportConversations(
   logger: Logger,
   signal: AbortSignal,
   announcer: () => Announcer,
+  progress: ProgressStarter,
 ): Promise<ConversationExportSummary> {
   const summary = await runReportCommand(
     () => parseConversationRequest(requestFromFlags(flags)),
@@ -87,6 +92,7 @@ export async function exportConversations(
     logger,
     signal,
     announcer,
+    progress,
   );
   return summary as ConversationExportSummary;
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
+import type { ProgressStarter } from '../../pipeline/progress.js';
 import type { StopSlotsSummary } from '../../jobs/stop-slots/job.js';
 import { parseStopSlotsRequest, type StopSlotsRequest } from '../../jobs/stop-slots/request.js';
 import type { Announcer } from '../announcer.js';
@@ -18,6 +19,8 @@ export interface StopSlotsFlags {
   readonly requestId?: string;
   readonly email: string[];
   readonly locale: string;
+  /** False with `--no-progress`. */
+  readonly progress: boolean;
 }
 
 
@@ -34,7 +37,8 @@ export function stopSlotsOptions(command: Command): Command {
     .option('--no-formula-guard', "do not prefix ' to free-text cells starting with = + - @ TAB CR LF")
     .option('--request-id <id>', 'request id (default: a new UUID)')
     .option('--email <address>', 'e-mail each bot\'s 24-hour download link to this address (repeatable, at most 20)', collect, [])
-    .option('--locale <locale>', 'language of the e-mails: en, es or pt', 'en');
+    .option('--locale <locale>', 'language of the e-mails: en, es or pt', 'en')
+    .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr');
 }
 
 const FLAG_OF_FIELD: Readonly<Record<string, string>> = { ...COMMON_FLAG_OF_FIELD, botIds: '--bot' };
@@ -48,6 +52,7 @@ export async function exportStopSlots(
   logger: Logger,
   signal: AbortSignal,
   announcer: () => Announcer,
+  progress: ProgressStarter,
 ): Promise<StopSlotsSummary> {
   const parse = (): StopSlotsRequest =>
     parseStopSlotsRequest({
@@ -62,5 +67,5 @@ export async function exportStopSlots(
       recipients: flags.email,
       locale: flags.locale,
     });
-  return (await runReportCommand(parse, flags.out, FLAG_OF_FIELD, logger, signal, announcer)) as StopSlotsSummary;
+  return (await runReportCommand(parse, flags.out, FLAG_OF_FIELD, logger, signal, announcer, progress)) as StopSlotsSummary;
 }

@@ -11,6 +11,7 @@ import { createMailTransport } from '../../jobs/mailer/smtp.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createLinkSigner } from '../link-signer.js';
 import { openLifecycle, requestHandler, type Lifecycle } from './requests.js';
+import { cliProgress } from '../progress.js';
 import { setting } from '../../config/env.js';
 
 
@@ -123,7 +124,7 @@ export async function runPushServer(options: { port: number; host: string }, log
   const mail = setting(env, 'SMTP_URL') === undefined ? undefined : await openMailStep(logger, env);
   let lifecycle: Lifecycle | undefined;
   try {
-    lifecycle = setting(env, 'DATABASE_URL') === undefined ? undefined : await openLifecycle(logger, signal, { allowEmbedded: false }, env);
+    lifecycle = setting(env, 'DATABASE_URL') === undefined ? undefined : await openLifecycle(logger, signal, { allowEmbedded: false, progress: cliProgress({ enabled: true, logger, line: undefined }, env) }, env);
     if (mail === undefined && lifecycle === undefined) {
       throw new InvalidRequestError('SMTP_URL', 'not set, nor DATABASE_URL: serve needs the mail step, the request lifecycle, or both');
     }

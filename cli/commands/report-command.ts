@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import { reportAnnouncements, runReport, type ReportResult } from '../../jobs/reports.js';
 import type { ExportRequest } from '../../jobs/requests.js';
+import { withProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 import type { Announcer } from '../announcer.js';
 import { openDatabase } from '../database.js';
@@ -34,7 +35,8 @@ export const COMMON_FLAG_OF_FIELD: Readonly<Record<string, string>> = {
  * What the export commands share once their flags are a request: parse it (errors in flag terms),
  * run the report on the configured (or embedded) database into `--out`, and, with recipients,
  * announce each stored file only after the storage confirmed it. A rerun of the same request id
- * finds its files stored and announces again without exporting again.
+ * finds its files stored and announces again without exporting again. Progress is reported through
+ * `progress` while the report runs.
  */
 export async function runReportCommand<R extends ExportRequest>(
   parse: () => R,
@@ -43,6 +45,7 @@ export async function runReportCommand<R extends ExportRequest>(
   logger: Logger,
   signal: AbortSignal,
   announcer: () => Announcer,
+  progress: ProgressStarter,
 ): Promise<ReportResult['summary']> {
   const restate = (error: unknown): unknown => (error instanceof InvalidRequestError ? inFlagTerms(error, flagOfField) : error);
   let request: R;
@@ -56,7 +59,15 @@ export async function runReportCommand<R extends ExportRequest>(
   const announce = request.recipients.length > 0 ? announcer() : undefined;
   const database = await openDatabase(logger, { allowEmbedded: true });
   try {
-    const result = await runReport(request, { pool: database.pool, output, signal, logger });
+    const reporter = progress({
+      label: `merchant ${request.merchantId}`,
+      message: 'export progress',
+      fields: { requestId: request.requestId, kind: request.kind },
+      stepName: request.kind === 'stop-slots' ? 'bots' : 'steps',
+    });
+    const result = await withProgress(reporter, signal, () =>
+      runReport(request, { pool: database.pool, output, signal, logger, onProgress: (update) => reporter.update(update) }),
+    );
     if (announce !== undefined) {
       for (const announcement of reportAnnouncements(request, result.reports, result.timezone, new Date())) {
         const messageId = await announce.announce(announcement);

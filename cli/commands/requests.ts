@@ -9,6 +9,7 @@ import type { MessageHandler } from '../../jobs/mailer/handler.js';
 import { consumeSubscription } from '../../jobs/mailer/pull.js';
 import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
 import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, readStoredReports, type RequestRecord } from '../../jobs/lifecycle/state.js';
+import type { ProgressStarter } from '../../pipeline/progress.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createAnnouncer, type Announcer } from '../announcer.js';
@@ -55,7 +56,7 @@ export interface Lifecycle {
 export async function openLifecycle(
   logger: Logger,
   shutdown: AbortSignal,
-  options: { allowEmbedded: boolean },
+  options: { allowEmbedded: boolean; progress?: ProgressStarter },
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Lifecycle> {
   const output = outputTargetFor(setting(env, 'OUTPUT_URI') ?? 'file://./exports', 'OUTPUT_URI', env);
@@ -86,6 +87,7 @@ export async function openLifecycle(
     leaseMs,
     heartbeatMs,
     shutdown,
+    ...(options.progress === undefined ? {} : { progress: options.progress }),
   };
   return {
     deps,
@@ -149,9 +151,9 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
 }
 
 /** `audit-export run`: one request per process; returns the exit code and prints the summary line. */
-export async function runRequest(file: string | undefined, logger: Logger, signal: AbortSignal): Promise<number> {
+export async function runRequest(file: string | undefined, logger: Logger, signal: AbortSignal, progress: ProgressStarter): Promise<number> {
   const data = await readRunRequest(file);
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true });
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress });
   try {
     const outcome = await processRequest(data, lifecycle.deps);
     process.stdout.write(`${JSON.stringify(await summaryOf(outcome.record, lifecycle.deps.state))}\n`);
@@ -167,9 +169,14 @@ export function requestHandler(lifecycle: Lifecycle): MessageHandler {
 }
 
 /** `audit-export worker`: streaming pull from the requests subscription until the signal aborts. */
-export async function runWorker(options: { subscription: string; concurrency: number }, logger: Logger, signal: AbortSignal): Promise<void> {
+export async function runWorker(
+  options: { subscription: string; concurrency: number },
+  logger: Logger,
+  signal: AbortSignal,
+  progress: ProgressStarter,
+): Promise<void> {
   const pubsub = createPubSubClient();
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false });
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false, progress });
   try {
     logger.info({ subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker }, 'worker started');
     await consumeSubscription(pubsub, options.subscription, requestHandler(lifecycle), {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { progressStarter, withProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import { runConversationExport } from '../conversations/job.js';
 import { parseConversationRequest } from '../conversations/request.js';
@@ -38,6 +39,8 @@ export interface BackfillContext {
   readonly logger: Logger;
   /** Units run at once (at least 1). */
   readonly concurrency: number;
+  /** Shows the backfill's progress (a bar, or JSON lines); default: only a JSON line per unit. */
+  readonly progress?: ProgressStarter;
 }
 
 /** The outcome of {@link runBackfill}. */
@@ -54,20 +57,39 @@ export function describeUnit(unit: BackfillUnit): string {
 /**
  * Runs each unit as a conversation export (every status) with the unit's request id, at most
  * `concurrency` at once. A unit whose zip is already stored is skipped (nothing exported again);
- * a failing unit is recorded and the others go on. Logs one progress line after each unit.
+ * a failing unit is recorded and the others go on. Logs a `backfill progress` line after each unit
+ * (unless a bar shows the progress); the progress counts a running unit by its share of its rows.
  * @throws AbortError when `signal` aborted; running units leave nothing behind.
  */
 export async function runBackfill(units: readonly BackfillUnit[], context: BackfillContext): Promise<BackfillResult> {
   const { signal, logger } = context;
-  const started = performance.now();
   let done = 0;
   let skipped = 0;
   let rows = 0;
   let bytes = 0;
   const failures: BackfillFailure[] = [];
   let next = 0;
+  /** Rows written and expected by each running unit. */
+  const running = new Map<BackfillUnit, { rows: number; totalRows?: number }>();
+  const start = context.progress ?? progressStarter({ mode: 'json', logger, intervalMs: 0 });
+  const progress = start({ label: 'backfill', message: 'backfill progress', stepName: 'units' });
+
+  const report = (): void => {
+    let runningRows = 0;
+    let runningShare = 0;
+    for (const unit of running.values()) {
+      runningRows += unit.rows;
+      if (unit.totalRows !== undefined && unit.totalRows > 0) runningShare += Math.min(1, unit.rows / unit.totalRows);
+    }
+    progress.update(
+      { rows: rows + runningRows, steps: { done: done + skipped + failures.length + runningShare, total: units.length } },
+      { units: units.length, done, skipped, failed: failures.length },
+    );
+  };
 
   const runUnit = async (unit: BackfillUnit): Promise<void> => {
+    const current: { rows: number; totalRows?: number } = { rows: 0 };
+    running.set(unit, current);
     try {
       const request = parseConversationRequest({
         kind: 'conversations',
@@ -76,29 +98,30 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
         from: unit.from,
         to: unit.to,
       });
-      const result = await runConversationExport(request, { pool: context.pool, output: context.output, signal, logger });
+      const result = await runConversationExport(request, {
+        pool: context.pool,
+        output: context.output,
+        signal,
+        logger,
+        onProgress: (update) => {
+          Object.assign(current, update);
+          report();
+        },
+      });
+      running.delete(unit);
       if (result.reused) skipped += 1;
       else done += 1;
       rows += result.summary.rows;
       bytes += result.summary.bytes;
     } catch (error) {
+      running.delete(unit);
       if (signal.aborted && isAbortError(error)) return;
       const failure = error instanceof Error ? error : new Error(String(error));
       failures.push({ unit, error: failure });
       logger.error({ err: failure, requestId: unit.requestId, merchantId: unit.merchantId, month: unit.month }, `backfill unit ${describeUnit(unit)} failed`);
     }
-    const seconds = (performance.now() - started) / 1000;
-    logger.info(
-      {
-        units: units.length,
-        done,
-        skipped,
-        failed: failures.length,
-        rows,
-        rowsPerSecond: Math.round(rows / Math.max(seconds, 0.001)),
-      },
-      'backfill progress',
-    );
+    report();
+    progress.logNow();
   };
 
   const worker = async (): Promise<void> => {
@@ -108,10 +131,13 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
       await runUnit(unit);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(context.concurrency, units.length)) }, () => worker()));
-  signal.throwIfAborted();
-  return {
-    summary: { kind: 'backfill', units: units.length, done, skipped, failed: failures.length, rows, bytes },
-    failures,
-  };
+  report();
+  return await withProgress(progress, signal, async () => {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(context.concurrency, units.length)) }, () => worker()));
+    signal.throwIfAborted();
+    return {
+      summary: { kind: 'backfill' as const, units: units.length, done, skipped, failed: failures.length, rows, bytes },
+      failures,
+    };
+  });
 }

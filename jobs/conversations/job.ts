@@ -13,6 +13,7 @@ import {
   formatConversationRecord,
 } from '../../transforms/conversation-row.js';
 import { partFileName } from '../../transforms/parts.js';
+import type { ProgressUpdate } from '../../pipeline/progress.js';
 import { planConversationExport } from './plan.js';
 import { conversationCopySql } from './query.js';
 import type { ConversationRequest } from './request.js';
@@ -41,8 +42,11 @@ export interface ConversationExportContext {
   readonly logger: Logger;
   /** When the request was made; the zip entries carry it as their modification time. */
   readonly now?: Date;
-  /** Told the data rows written so far, about every 64 KB of CSV. */
-  readonly onRows?: (rows: number) => void;
+  /**
+   * Told how far the export is: the rows it will write once they are counted (before the COPY, in
+   * its snapshot), then the rows written so far, about every 64 KB of CSV.
+   */
+  readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
 /** The file name base shared by the zip and its CSV files. */
@@ -98,6 +102,7 @@ export async function runConversationExport(
         throw new Error(`${existing.uri} already exists and is not this request's export; exports never overwrite a file`);
       }
       logger.info({ requestId: request.requestId, uri: existing.uri }, 'conversation export already stored; not exporting again');
+      context.onProgress?.({ rows, totalRows: rows });
       const summary: ConversationExportSummary = {
         requestId: request.requestId,
         kind: 'conversations',
@@ -110,6 +115,7 @@ export async function runConversationExport(
     }
 
     const plan = await planConversationExport(session, resolved, base);
+    context.onProgress?.({ rows: 0, totalRows: plan.rows });
     logger.info(
       { requestId: request.requestId, merchantId: request.merchantId, timezone: resolved.timezone, expectedRows: plan.rows, files: plan.files.length },
       'conversation export started',
@@ -135,7 +141,7 @@ export async function runConversationExport(
       rowsPerFile: request.csv.rowsPerFile,
       multipart: plan.files.length > 1,
       partName: (index, multi) => partFileName(base, index, multi),
-      ...(context.onRows === undefined ? {} : { onRows: context.onRows }),
+      ...(context.onProgress === undefined ? {} : { onRows: (rows: number) => context.onProgress?.({ rows }) }),
     });
     const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
     const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { noProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
 import { reportAnnouncements, runReport } from '../reports.js';
@@ -44,6 +45,8 @@ export interface LifecycleDeps {
   readonly heartbeatMs: number;
   /** Aborted when the process shuts down: running exports stop and hand their requests back. */
   readonly shutdown: AbortSignal;
+  /** Reports a running export's progress (JSON lines with the request id, or a bar); default none. */
+  readonly progress?: ProgressStarter;
 }
 
 /** The outcome of one delivery of a request. */
@@ -159,6 +162,12 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     );
   }, deps.heartbeatMs);
   log.info({ attempt: held.attempts, worker }, 'export running');
+  const progress = (deps.progress ?? noProgress)({
+    label: `merchant ${request.merchantId}`,
+    message: 'export progress',
+    fields: { requestId: request.requestId, kind: request.kind },
+    stepName: request.kind === 'stop-slots' ? 'bots' : 'steps',
+  });
   try {
     const result = await runReport(request, {
       pool: deps.source,
@@ -166,11 +175,14 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
       signal: controller.signal,
       // The export names the request in its own log lines.
       logger: deps.logger,
-      onRows: (written) => {
-        rows = written;
+      onProgress: (update) => {
+        // The heartbeat records the rows in the state table, where `status` shows them.
+        if (update.rows !== undefined) rows = update.rows;
+        progress.update(update);
       },
     });
     clearInterval(beat);
+    progress.end('done');
     const uploaded = await markUploaded(state, request.requestId, worker, {
       rows: result.reports.reduce((sum, report) => sum + report.rows, 0),
       bytes: result.reports.reduce((sum, report) => sum + report.bytes, 0),
@@ -187,6 +199,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     return await announceStored(request, record, deps, log);
   } catch (error) {
     clearInterval(beat);
+    progress.end(controller.signal.aborted ? 'cancelled' : 'failed');
     if (isAbortError(error) || controller.signal.aborted) {
       if (deps.shutdown.aborted) {
         await releaseLease(state, request.requestId, worker);

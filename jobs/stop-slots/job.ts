@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { deliverStream } from '../../pipeline/deliver.js';
+import type { ProgressUpdate } from '../../pipeline/progress.js';
 import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { resolveRange } from '../resolve-range.js';
@@ -39,6 +40,8 @@ export interface StopSlotsContext {
   readonly output: OutputTarget;
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /** Told the bots done out of all and the rows written so far, after each bot. */
+  readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
 /**
@@ -71,6 +74,8 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
       toUtc: resolved.toUtc,
     });
     const reports: StopSlotsBotReport[] = [];
+    let rows = 0;
+    context.onProgress?.({ rows, steps: { done: 0, total: selected.length } });
     for (const bot of selected) {
       signal.throwIfAborted();
       const name = `stop-slots_merchant-${request.merchantId}_bot-${bot.id}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
@@ -90,7 +95,10 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
         ));
       // A file stored by an earlier attempt keeps the count it was written with.
       const storedRows = Number(existing?.metadata?.rows);
-      reports.push({ botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : csv.rows, stored });
+      const report = { botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : csv.rows, stored };
+      reports.push(report);
+      rows += report.rows;
+      context.onProgress?.({ rows, steps: { done: reports.length, total: selected.length } });
     }
     logger.info({ requestId: request.requestId, bots: reports.length, rows: reports.reduce((sum, report) => sum + report.rows, 0) }, 'stop-slots report stored');
     return {
