@@ -63,9 +63,11 @@ export function completedFraction(state: ProgressState): number | undefined {
  * (nothing to extrapolate from) or when the total is unknown.
  */
 export function remainingMs(state: ProgressState, elapsedMs: number): number | undefined {
-  const fraction = completedFraction(state);
-  if (fraction === undefined || fraction === 0) return undefined;
-  return (elapsedMs * (1 - fraction)) / fraction;
+  // From the counts rather than the fraction, so 8 of 10 in 10 s is 2.5 s, not 2.4999...
+  const [done, total] =
+    state.steps !== undefined ? [state.steps.done, state.steps.total] : state.totalRows !== undefined ? [state.rows, state.totalRows] : [0, 0];
+  if (done <= 0) return undefined;
+  return done >= total ? 0 : (elapsedMs * (total - done)) / done;
 }
 
 /** `█████░░░░░`: `width` cells, filled in proportion to `fraction`. */

@@ -35,7 +35,13 @@ describe('audit-export backfill', () => {
       expect(result.code, result.stderr).toBe(0);
       expect(Object.keys(result.summary ?? {})).toEqual(['kind', 'units', 'done', 'skipped', 'failed', 'rows', 'bytes']);
       expect(result.summary).toMatchObject({ kind: 'backfill', units: 6, skipped: 0, failed: 0 });
-      expect(result.stderr).toContain('"message":"backfill progress"');
+      const progress = result.stderr
+        .split('\n')
+        .filter((line) => line.includes('"message":"backfill progress"'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      // A line after each unit, then a final one with the totals.
+      expect(progress.filter((line) => line.final === undefined).length).toBeGreaterThanOrEqual(6);
+      expect(progress.at(-1)).toMatchObject({ units: 6, unitsDone: 6, done: 6, skipped: 0, failed: 0, rows: result.summary?.rows, final: true });
     }
     expect(sum(first, 'units')).toBe(18);
     expect(sum(first, 'done')).toBe(18);

@@ -2,8 +2,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { migrateState } from '../db/migrate.js';
 import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
-import { cancelRequest, claim, DEFAULT_LIMITS, listRequests, readRequest } from '../jobs/lifecycle/state.js';
+import { cancelRequest, claim, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
+import { Writable } from 'node:stream';
+import { progressStarter } from '../pipeline/progress.js';
 import { FileOutputTarget } from '../sinks/file.js';
+import type { OutputTarget } from '../sinks/output.js';
+import { captureLogs } from './support/logs.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles, silentLogger, temporaryDirectory } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
@@ -51,6 +55,60 @@ function request(fields: Record<string, unknown> = {}): Record<string, unknown> 
   return { kind: 'conversations', merchantId: 1, from: '2026-09-01', to: '2026-10-31', requestId: `life-${sequence}`, timezone: 'America/Bogota', csv: { rowsPerFile: 1000 + sequence }, ...fields };
 }
 const data = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+
+/** Lets a test hold an export mid-stream: writes wait once `allowance` bytes have passed. */
+class Valve {
+  #allowance: number;
+  #written = 0;
+  #waiting: (() => void)[] = [];
+
+  constructor(allowance: number) {
+    this.#allowance = allowance;
+  }
+
+  async pass(bytes: number): Promise<void> {
+    while (this.#written >= this.#allowance) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#written += bytes;
+  }
+
+  /** Lets `bytes` more through (Infinity: everything). */
+  widen(bytes: number): void {
+    this.#allowance += bytes;
+    for (const resume of this.#waiting.splice(0)) resume();
+  }
+}
+
+/** `inner`, with every object's bytes going through `valve` first. */
+function throughValve(inner: OutputTarget, valve: Valve): OutputTarget {
+  return {
+    description: inner.description,
+    find: (name) => inner.find(name),
+    async open(object) {
+      const pending = await inner.open(object);
+      const stream = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          valve.pass(chunk.length).then(() => {
+            if (pending.stream.write(chunk)) callback();
+            else pending.stream.once('drain', () => callback());
+          }, callback);
+        },
+        final(callback) {
+          pending.stream.end(() => callback());
+        },
+      });
+      return { stream, commit: () => pending.commit(), discard: () => pending.discard() };
+    },
+  };
+}
+
+/** Polls until `check` is true (the export is held, so this waits on the export, not on a clock). */
+async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`gave up waiting: ${what}`);
+}
 
 describe('the request lifecycle', () => {
   it('exports, uploads and announces a request, and a redelivery does nothing more', async () => {
@@ -217,6 +275,36 @@ describe('the request lifecycle', () => {
     controller.abort();
     expect(await running).toMatchObject({ verdict: 'nack', exitCode: 3, record: { status: 'queued', worker: null } });
     expect(await listFiles(directory)).toEqual([]);
+  });
+
+  it('records the rows written so far while the export runs (what `status` shows) and logs progress lines naming the request', async () => {
+    // The zip of these 100,000 rows is about 2.5 MB: held at 256 KB, then at 768 KB, it is mid-export both times.
+    const valve = new Valve(256 * 1024);
+    const logs = captureLogs();
+    const { deps, directory } = await harness({ progress: progressStarter({ mode: 'json', logger: logs.logger, intervalMs: 20 }) });
+    const doc = request({ merchantId: 9, from: '2026-09-01', to: '2026-10-01' });
+    const running = processRequest(data(doc), { ...deps, output: throughValve(deps.output, valve) });
+    const record = async () => (await readRequest(db.pool, String(doc.requestId))) ?? ({ rows: null } as Partial<RequestRecord>);
+    await until(async () => ((await record()).rows ?? 0) > 0, 'rows in the state table');
+    const first = await record();
+    expect(first.status).toBe('running');
+    expect(first.rows).toBeLessThan(100_000);
+    await until(() => logs.entries.some((entry) => entry.msg === 'export progress' && Number(entry.rows) > 0), 'a progress line');
+    valve.widen(512 * 1024);
+    await until(async () => ((await record()).rows ?? 0) > (first.rows ?? 0), 'more rows in the state table');
+    const second = await record();
+    expect(second.status).toBe('running');
+    expect(second.rows).toBeLessThan(100_000);
+    valve.widen(Infinity);
+    expect(await running).toMatchObject({ exitCode: 0, record: { status: 'uploaded', rows: 100_000 } });
+    expect(await listFiles(directory)).toHaveLength(1);
+    const lines = logs.entries.filter((entry) => entry.msg === 'export progress');
+    for (const line of lines) expect(line).toMatchObject({ requestId: doc.requestId, kind: 'conversations' });
+    // Once rows flow, their total is known: the plan counted them first.
+    for (const line of lines.filter((entry) => Number(entry.rows) > 0)) expect(line.totalRows).toBe(100_000);
+    const rows = lines.map((line) => Number(line.rows));
+    expect([...rows].sort((a, b) => a - b)).toEqual(rows);
+    expect(lines.at(-1)).toMatchObject({ rows: 100_000, final: true });
   });
 
   it('lists a merchant\'s requests newest first', async () => {
