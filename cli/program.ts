@@ -286,6 +286,8 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
 /** Parses argv, runs the command, and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const line = stderrStatusLine();
+  // A second Ctrl-C exits at once: the shell's prompt must not land on a half-drawn bar.
+  if (line !== undefined) process.once('exit', () => line.clear());
   const logger = createLogger(undefined, line);
   let exitCode: number = ExitCode.Ok;
   const run = async (work: () => Promise<void | number>): Promise<void> => {
