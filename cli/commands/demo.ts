@@ -164,8 +164,8 @@ export async function runDemo(
   let conversations: ConversationExportSummary;
   let stopSlots: StopSlotsSummary;
   try {
-    print('audit-export demo: the whole product on this machine, nothing configured and nothing sent\n');
-    print('anywhere: the e-mails go to a local SMTP server and are saved as files.\n\n');
+    print('audit-export demo: the whole product on this machine. Nothing is sent anywhere: the e-mails\n');
+    print('go to a local SMTP server and are saved as files.\n\n');
 
     const databaseStarted = performance.now();
     print(embedded ? '[1/4] Database: DATABASE_URL is not set, so an embedded PostgreSQL is started and seeded...\n' : '[1/4] Database: the one DATABASE_URL names.\n');
