@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { createPool } from '../db/connection.js';
 import { startEmbeddedPostgres } from '../db/embedded.js';
 import { migratePool } from '../db/migrate.js';
-import { seed } from '../db/seed.js';
+import { seed, type SeedSummary } from '../db/seed.js';
 
 /** The deterministic data set the embedded default is seeded with. */
 export const DEMO_SEED = { merchants: 3, messages: 6000, seed: 1 } as const;
@@ -13,6 +13,10 @@ export interface Database {
   readonly pool: pg.Pool;
   /** True when no DATABASE_URL was set and an embedded PostgreSQL with demo data serves. */
   readonly embedded: boolean;
+  /** The pool's connection URL: `DATABASE_URL`, or the embedded server's. */
+  readonly url: string;
+  /** What the embedded database was seeded with; undefined for a configured one. */
+  readonly seeded?: SeedSummary;
   close(): Promise<void>;
 }
 
@@ -25,7 +29,7 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   const onIdleError = (error: Error): void => logger.warn({ err: error }, 'idle database connection failed');
   if (url !== undefined && url !== '') {
     const pool = createPool(url, { applicationName: 'audit-export' }, onIdleError);
-    return { pool, embedded: false, close: () => pool.end() };
+    return { pool, embedded: false, url, close: () => pool.end() };
   }
   if (!options.allowEmbedded) {
     throw new Error('DATABASE_URL is not set: this command needs the database it should work on');
@@ -33,9 +37,10 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   logger.warn('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
   const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
   const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
+  let seeded: SeedSummary;
   try {
     await migratePool(pool);
-    const seeded = await seed(pool, DEMO_SEED);
+    seeded = await seed(pool, DEMO_SEED);
     logger.info({ ...seeded }, 'embedded PostgreSQL seeded');
   } catch (error) {
     await pool.end().catch(() => {});
@@ -45,6 +50,8 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   return {
     pool,
     embedded: true,
+    url: server.url,
+    seeded,
     async close() {
       await pool.end();
       await server.stop();

@@ -15,6 +15,7 @@ import { runMailer, runPushServer } from './commands/mail-step.js';
 import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
 import { backfill, type BackfillFlags } from './commands/backfill.js';
+import { runDemo } from './commands/demo.js';
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -113,18 +114,27 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
   conversationOptions(
     program
       .command('demo')
-      .summary('export the demo merchant into ./exports (embedded PostgreSQL when DATABASE_URL is unset)')
+      .summary('the whole product on this machine: exports, mail step, local SMTP inbox (what `npm start` runs)')
       .description(
-        "export the demo merchant's conversations into ./exports and print where the zip is;\n" +
-          'with no DATABASE_URL, on an embedded PostgreSQL seeded with deterministic data',
+        'A walk-through on the production code paths, nothing configured: with no\n' +
+          'DATABASE_URL an embedded PostgreSQL seeded with deterministic data; a\n' +
+          'conversation export (zip) and a stop-slots report (a CSV per bot) of the\n' +
+          'demo merchant into --out, announced to --email (default merchant@example.com\n' +
+          'and ops@example.com) and handed in-process to the mail step, which sends\n' +
+          'through a local SMTP server on 127.0.0.1 (whatever SMTP_URL says); each\n' +
+          'e-mail received is saved as a .eml file in <--out>/inbox and printed.\n' +
+          'Stops what it started when done, failed or cancelled. Logs at warn unless\n' +
+          'LOG_LEVEL is set; the last stdout line is a JSON summary. Needs the\n' +
+          'development dependencies (npm install).',
       ),
     { merchant: '1', from: '2026-09-01', to: '2026-10-31' },
   ).action((flags: ConversationFlags) =>
     run(async () => {
-      const summary = await withCancellation(logger, (signal) =>
-        exportConversations(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)),
-      );
-      process.stderr.write(`\nExported ${summary.rows} rows of merchant ${flags.merchant} into ${summary.uri}\n\n`);
+      // The walk-through narrates every step itself; info logs (progress lines included) would bury
+      // it. LOG_LEVEL brings them back.
+      const demoLogger = process.env.LOG_LEVEL === undefined || process.env.LOG_LEVEL === '' ? logger.child({}, { level: 'warn' }) : logger;
+      const demoProgress = cliProgress({ enabled: flags.progress, logger: demoLogger, line });
+      const summary = await withCancellation(logger, (signal) => runDemo(flags, demoLogger, signal, demoProgress, (text) => process.stdout.write(text)));
       printSummary(summary);
     }),
   );

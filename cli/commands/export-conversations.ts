@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { ProgressStarter } from '../../pipeline/progress.js';
 import type { Announcer } from '../announcer.js';
+import type { Database } from '../database.js';
 import type { ConversationExportSummary } from '../../jobs/conversations/job.js';
 import { DEFAULT_ROWS_PER_FILE, parseConversationRequest } from '../../jobs/conversations/request.js';
 import { collect, COMMON_FLAG_OF_FIELD, runReportCommand } from './report-command.js';
@@ -77,13 +78,14 @@ const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   'csv.rowsPerFile': '--rows-per-file',
 };
 
-/** Validates the flags and runs the export (see {@link runReportCommand}). */
+/** Validates the flags and runs the export (see {@link runReportCommand}; `database`: run on it and leave it open). */
 export async function exportConversations(
   flags: ConversationFlags,
   logger: Logger,
   signal: AbortSignal,
   announcer: () => Announcer,
   progress: ProgressStarter,
+  database?: Database,
 ): Promise<ConversationExportSummary> {
   const summary = await runReportCommand(
     () => parseConversationRequest(requestFromFlags(flags)),
@@ -93,6 +95,7 @@ export async function exportConversations(
     signal,
     announcer,
     progress,
+    database,
   );
   return summary as ConversationExportSummary;
 }

@@ -4,6 +4,7 @@ import type { ProgressStarter } from '../../pipeline/progress.js';
 import type { StopSlotsSummary } from '../../jobs/stop-slots/job.js';
 import { parseStopSlotsRequest, type StopSlotsRequest } from '../../jobs/stop-slots/request.js';
 import type { Announcer } from '../announcer.js';
+import type { Database } from '../database.js';
 import { collect, COMMON_FLAG_OF_FIELD, runReportCommand } from './report-command.js';
 
 /** The flags of `export stop-slots`, as commander parses them. */
@@ -45,7 +46,8 @@ const FLAG_OF_FIELD: Readonly<Record<string, string>> = { ...COMMON_FLAG_OF_FIEL
 
 /**
  * Validates the flags and writes one CSV per bot from one snapshot (see {@link runReportCommand});
- * a `--bot` that is not the merchant's is rejected before anything is written.
+ * a `--bot` that is not the merchant's is rejected before anything is written. With `database`, on
+ * it, left open.
  */
 export async function exportStopSlots(
   flags: StopSlotsFlags,
@@ -53,6 +55,7 @@ export async function exportStopSlots(
   signal: AbortSignal,
   announcer: () => Announcer,
   progress: ProgressStarter,
+  database?: Database,
 ): Promise<StopSlotsSummary> {
   const parse = (): StopSlotsRequest =>
     parseStopSlotsRequest({
@@ -67,5 +70,5 @@ export async function exportStopSlots(
       recipients: flags.email,
       locale: flags.locale,
     });
-  return (await runReportCommand(parse, flags.out, FLAG_OF_FIELD, logger, signal, announcer, progress)) as StopSlotsSummary;
+  return (await runReportCommand(parse, flags.out, FLAG_OF_FIELD, logger, signal, announcer, progress, database)) as StopSlotsSummary;
 }

@@ -52,6 +52,8 @@ async function assertStateTables(pool: pg.Pool): Promise<void> {
 /** A running mail step's dependencies, built from the environment, and how to release them. */
 export interface MailStep {
   readonly handler: MessageHandler;
+  /** What `handler` hands each announcement to, for a caller that wants the whole {@link handleAnnouncement} result (the demo). */
+  readonly deps: MailerDeps;
   close(): Promise<void>;
 }
 
@@ -89,6 +91,7 @@ export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = proc
   };
   return {
     handler: async (data) => (await handleAnnouncement(data, deps)).outcome,
+    deps,
     async close() {
       transport.close();
       await pool.end();

@@ -5,7 +5,7 @@ import type { ExportRequest } from '../../jobs/requests.js';
 import { withProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import { outputTargetFor } from '../../sinks/targets.js';
 import type { Announcer } from '../announcer.js';
-import { openDatabase } from '../database.js';
+import { openDatabase, type Database } from '../database.js';
 
 /** Accumulates a repeatable flag's values. */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -36,7 +36,9 @@ export const COMMON_FLAG_OF_FIELD: Readonly<Record<string, string>> = {
  * run the report on the configured (or embedded) database into `--out`, and, with recipients,
  * announce each stored file only after the storage confirmed it. A rerun of the same request id
  * finds its files stored and announces again without exporting again. Progress is reported through
- * `progress` while the report runs.
+ * `progress` while the report runs. With `database` (the demo, which runs several reports on one
+ * embedded server) the report runs on it and leaves it open; otherwise on `DATABASE_URL` or an
+ * embedded one, closed at the end.
  */
 export async function runReportCommand<R extends ExportRequest>(
   parse: () => R,
@@ -46,6 +48,7 @@ export async function runReportCommand<R extends ExportRequest>(
   signal: AbortSignal,
   announcer: () => Announcer,
   progress: ProgressStarter,
+  database?: Database,
 ): Promise<ReportResult['summary']> {
   const restate = (error: unknown): unknown => (error instanceof InvalidRequestError ? inFlagTerms(error, flagOfField) : error);
   let request: R;
@@ -57,7 +60,7 @@ export async function runReportCommand<R extends ExportRequest>(
   const output = outputTargetFor(out);
   // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
   const announce = request.recipients.length > 0 ? announcer() : undefined;
-  const database = await openDatabase(logger, { allowEmbedded: true });
+  const opened = database ?? (await openDatabase(logger, { allowEmbedded: true }));
   try {
     const reporter = progress({
       label: `merchant ${request.merchantId}`,
@@ -66,7 +69,7 @@ export async function runReportCommand<R extends ExportRequest>(
       stepName: request.kind === 'stop-slots' ? 'bots' : 'steps',
     });
     const result = await withProgress(reporter, signal, () =>
-      runReport(request, { pool: database.pool, output, signal, logger, onProgress: (update) => reporter.update(update) }),
+      runReport(request, { pool: opened.pool, output, signal, logger, onProgress: (update) => reporter.update(update) }),
     );
     if (announce !== undefined) {
       for (const announcement of reportAnnouncements(request, result.reports, result.timezone, new Date())) {
@@ -82,6 +85,6 @@ export async function runReportCommand<R extends ExportRequest>(
     throw restate(error);
   } finally {
     await announce?.close();
-    await database.close();
+    if (database === undefined) await opened.close();
   }
 }
