@@ -14,7 +14,7 @@ import {
   releaseClaim,
   type DeliveryClaim,
 } from './deliveries.js';
-import { hashEmail, maskEmail, redactEmails } from './privacy.js';
+import { hashEmail, maskEmail, redactEmails } from '../../config/privacy.js';
 import { classifySmtpError, type MailTransport, type SmtpAcceptance } from './smtp.js';
 import { renderDownloadEmail, type DownloadLink, type RenderedEmail } from './templates.js';
 
