@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { formatLogLine } from '../config/logs.js';
 import { StatusLine } from '../pipeline/progress.js';
 
 const SEVERITY: Readonly<Record<string, string>> = {
@@ -11,9 +12,11 @@ const SEVERITY: Readonly<Record<string, string>> = {
 };
 
 /**
- * JSON logs on stderr in the shape Cloud Logging reads (`severity`, `message`); stdout is kept for
- * the one-line JSON summary that scripts parse. Level from `LOG_LEVEL` (default info). With a
- * terminal's status line (the progress bar), each log line is written above it, never into it.
+ * JSON logs on stderr in the shape Cloud Logging reads (`severity`, `message`, the request id as
+ * the `requestId` label); stdout is kept for the one-line JSON summary that scripts parse. Every
+ * line is redacted on its way out (secrets, e-mail addresses, phone numbers: config/privacy.ts),
+ * whichever call wrote it. Level from `LOG_LEVEL` (default info). With a terminal's status line
+ * (the progress bar), each log line is written above it, never into it.
  */
 export function createLogger(level = process.env.LOG_LEVEL ?? 'info', line?: StatusLine): Logger {
   const options = {
@@ -22,6 +25,9 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'info', line?: Sta
     base: undefined,
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
+    // On the finished line, so the message, child bindings and serialized errors (stacks, SMTP
+    // replies, PostgreSQL details quoting a row) all pass through it.
+    hooks: { streamWrite: formatLogLine },
   };
   // Synchronous: a log line written just before the process exits is not lost.
   if (line === undefined) return pino(options, pino.destination({ fd: 2, sync: true }));
