@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { requestLogger } from '../config/logs.js';
 import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { createPubSubClient, publishAnnouncement } from '../sinks/pubsub.js';
 
@@ -23,7 +24,7 @@ export function createAnnouncer(logger: Logger, env: NodeJS.ProcessEnv = process
   return {
     async announce(announcement) {
       const messageId = await publishAnnouncement(pubsub, topic, announcement);
-      logger.debug({ topic, messageId }, 'announcement published');
+      requestLogger(logger, announcement.requestId).debug({ topic, messageId }, 'announcement published');
       return messageId;
     },
     async close() {

@@ -1,6 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
+import { requestLogger } from '../config/logs.js';
+import { redactText } from '../config/privacy.js';
 import { isAbortError, InvalidRequestError } from '../jobs/errors.js';
+import { requestIdOf } from '../jobs/lifecycle/process.js';
+import { REQUEST_ID } from '../jobs/request-fields.js';
 import { createPool } from '../db/connection.js';
 import { migratePool, migrateState } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
@@ -12,7 +17,7 @@ import { createLogger, stderrStatusLine } from './logger.js';
 import { cliProgress } from './progress.js';
 import type { StatusLine } from '../pipeline/progress.js';
 import { runMailer, runPushServer } from './commands/mail-step.js';
-import { cancel, printList, printStatus, runRequest, runWorker } from './commands/requests.js';
+import { cancel, printList, printStatus, readRunRequest, runRequest, runWorker } from './commands/requests.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
 import { backfill, type BackfillFlags } from './commands/backfill.js';
 import { runDemo } from './commands/demo.js';
@@ -20,6 +25,28 @@ import { runDemo } from './commands/demo.js';
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
   process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+/**
+ * A line for people on stderr (`audit-export: failed: ...`). Redacted like the logs: on Cloud Run
+ * stderr is collected as logs, and an error may quote an address or a phone number.
+ */
+function printProblem(text: string): void {
+  process.stderr.write(`audit-export: ${redactText(text)}\n`);
+}
+
+/** Runs a command's work; a failure is logged with `log()` (the command's request logger, once known). */
+export type CommandRunner = (work: () => Promise<void | number>, log?: () => Logger) => Promise<void>;
+
+/**
+ * The request id and logger of a command that runs one request: the id given, else a new UUID
+ * (the one the request gets), and the logger bound to it, so every line of the command, its
+ * failure included, carries the request's label. An invalid id is left for the request's
+ * validation to reject, with the plain logger.
+ */
+function forRequest(logger: Logger, requestId: string | undefined): { requestId: string; log: Logger } {
+  const id = requestId ?? randomUUID();
+  return { requestId: id, log: REQUEST_ID.test(id) ? requestLogger(logger, id) : logger };
 }
 
 function positiveInteger(name: string) {
@@ -66,7 +93,7 @@ async function withConfiguredPool<T>(work: (pool: import('pg').Pool) => Promise<
  * Builds the `audit-export` command tree; `run` decides the exit code. `line` is stderr's status
  * line when stderr is a terminal (progress is then a bar), else undefined (JSON progress lines).
  */
-export function buildProgram(logger: Logger, run: (work: () => Promise<void | number>) => Promise<void>, line?: StatusLine): Command {
+export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLine): Command {
   // Read when a command runs, so a bad PROGRESS_INTERVAL_MS is that command's invalid request (exit 2).
   const progress = (enabled: boolean, bar = true) => cliProgress({ enabled, logger, line, bar });
   const program = new Command('audit-export')
@@ -79,6 +106,8 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
         'Environment: DATABASE_URL (unset: an embedded PostgreSQL with demo data), LOG_LEVEL, PROGRESS_INTERVAL_MS.',
     )
     .showHelpAfterError('(add --help for usage)')
+    // Commander's own messages quote what was typed; subcommands inherit this.
+    .configureOutput({ writeErr: (text) => process.stderr.write(redactText(text)) })
     .exitOverride();
 
   const exportCommand = program.command('export').description('run one export and print its JSON summary');
@@ -90,11 +119,16 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
         'one CSV row per message of the chats created in [--from, --to), zipped;\n' +
           'parts of at most --rows-per-file rows, split between chats',
       ),
-  ).action((flags: ConversationFlags) =>
-    run(async () =>
-      printSummary(await withCancellation(logger, (signal) => exportConversations(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)))),
-    ),
-  );
+  ).action((flags: ConversationFlags) => {
+    const { requestId, log } = forRequest(logger, flags.requestId);
+    return run(
+      async () =>
+        printSummary(
+          await withCancellation(log, (signal) => exportConversations({ ...flags, requestId }, log, signal, () => createAnnouncer(log), progress(flags.progress))),
+        ),
+      () => log,
+    );
+  });
 
   stopSlotsOptions(
     exportCommand
@@ -105,11 +139,16 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
           '[--from, --to) ended (dialogs with at least one bot message): one plain CSV per bot,\n' +
           'Slot ID, Slot Name, Slot Text, Dialogs, Share; header only when a bot had no dialogs.',
       ),
-  ).action((flags: StopSlotsFlags) =>
-    run(async () =>
-      printSummary(await withCancellation(logger, (signal) => exportStopSlots(flags, logger, signal, () => createAnnouncer(logger), progress(flags.progress)))),
-    ),
-  );
+  ).action((flags: StopSlotsFlags) => {
+    const { requestId, log } = forRequest(logger, flags.requestId);
+    return run(
+      async () =>
+        printSummary(
+          await withCancellation(log, (signal) => exportStopSlots({ ...flags, requestId }, log, signal, () => createAnnouncer(log), progress(flags.progress))),
+        ),
+      () => log,
+    );
+  });
 
   conversationOptions(
     program
@@ -167,7 +206,7 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
       run(async () => {
         const outcome = await withCancellation(logger, (signal) => backfill(flags, logger, signal, progress(flags.progress)));
         printSummary(outcome.summary);
-        for (const line of outcome.failures) process.stderr.write(`audit-export: backfill unit failed: ${line}\n`);
+        for (const line of outcome.failures) printProblem(`backfill unit failed: ${line}`);
         return outcome.failures.length > 0 ? ExitCode.Failed : ExitCode.Ok;
       }),
     );
@@ -256,9 +295,15 @@ export function buildProgram(logger: Logger, run: (work: () => Promise<void | nu
     )
     .option('--request <file>', 'request document, or - for stdin (default: EXPORT_REQUEST)')
     .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr')
-    .action((flags: { request?: string; progress: boolean }) =>
-      run(() => withCancellation(logger, (signal) => runRequest(flags.request, logger, signal, progress(flags.progress)))),
-    );
+    .action((flags: { request?: string; progress: boolean }) => {
+      let log = logger;
+      return run(async () => {
+        const data = await readRunRequest(flags.request);
+        const requestId = requestIdOf(data);
+        if (requestId !== undefined) log = requestLogger(logger, requestId);
+        return await withCancellation(log, (signal) => runRequest(data, log, signal, progress(flags.progress)));
+      }, () => log);
+    });
   program
     .command('worker')
     .summary('run export requests from a Pub/Sub subscription (streaming pull)')
@@ -300,21 +345,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (line !== undefined) process.once('exit', () => line.clear());
   const logger = createLogger(undefined, line);
   let exitCode: number = ExitCode.Ok;
-  const run = async (work: () => Promise<void | number>): Promise<void> => {
+  const run: CommandRunner = async (work, log = () => logger) => {
     try {
       const code = await work();
       if (typeof code === 'number') exitCode = code;
     } catch (error) {
       if (error instanceof InvalidRequestError) {
-        logger.error({ field: error.field }, error.message);
-        process.stderr.write(`audit-export: invalid request: ${error.message}\n`);
+        log().error({ field: error.field }, error.message);
+        printProblem(`invalid request: ${error.message}`);
         exitCode = ExitCode.InvalidRequest;
       } else if (isAbortError(error)) {
-        logger.warn('cancelled; nothing was left behind');
+        log().warn('cancelled; nothing was left behind');
         exitCode = ExitCode.Cancelled;
       } else {
-        logger.error({ err: error }, (error as Error).message ?? String(error));
-        process.stderr.write(`audit-export: failed: ${(error as Error).message ?? String(error)}\n`);
+        log().error({ err: error }, (error as Error).message ?? String(error));
+        printProblem(`failed: ${(error as Error).message ?? String(error)}`);
         exitCode = ExitCode.Failed;
       }
     }
@@ -328,7 +373,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return error.exitCode === 0 ? ExitCode.Ok : ExitCode.InvalidRequest;
     }
     if (error instanceof InvalidRequestError) {
-      process.stderr.write(`audit-export: invalid request: ${error.message}\n`);
+      printProblem(`invalid request: ${error.message}`);
       return ExitCode.InvalidRequest;
     }
     throw error;

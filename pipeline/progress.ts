@@ -5,6 +5,7 @@
  * {@link progressStarter} are the thin shell that owns the timers and the terminal.
  */
 import type { Logger } from 'pino';
+import { requestLogger } from '../config/logs.js';
 
 /** How far a piece of work is. */
 export interface ProgressState {
@@ -221,6 +222,8 @@ export interface ProgressSpec {
   readonly fields?: Readonly<Record<string, unknown>>;
   /** What the steps are called (`units`, `bots`). */
   readonly stepName?: string;
+  /** The request the work is for: its JSON lines name it (`requestId`, and the request's label). */
+  readonly requestId?: string;
 }
 
 /** How a piece of work ended, for {@link Progress.end}. */
@@ -258,6 +261,7 @@ export function progressStarter(settings: ProgressSettings): ProgressStarter {
 function startProgress(spec: ProgressSpec, settings: ProgressSettings): Progress {
   const now = settings.now ?? (() => performance.now());
   const started = now();
+  const logger = spec.requestId === undefined ? settings.logger : requestLogger(settings.logger, spec.requestId);
   const line = settings.line;
   const mode: ProgressMode = settings.mode === 'bar' && line === undefined ? 'json' : settings.mode;
   let state: ProgressState = { rows: 0 };
@@ -266,7 +270,7 @@ function startProgress(spec: ProgressSpec, settings: ProgressSettings): Progress
   const snapshot = (): ProgressSnapshot => ({ ...state, elapsedMs: now() - started });
   const text = (): string => renderProgressLine(spec.label, snapshot(), line?.columns ?? 80, spec.stepName);
   const log = (final: boolean): void => {
-    settings.logger.info(
+    logger.info(
       { ...spec.fields, ...progressFields(snapshot(), spec.stepName), ...extra, ...(final ? { final: true } : {}) },
       spec.message,
     );

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import { reportAnnouncements, runReport, type ReportResult } from '../../jobs/reports.js';
 import type { ExportRequest } from '../../jobs/requests.js';
@@ -57,25 +58,33 @@ export async function runReportCommand<R extends ExportRequest>(
   } catch (error) {
     throw restate(error);
   }
+  const log = requestLogger(logger, request.requestId);
   const output = outputTargetFor(out);
   // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
   const announce = request.recipients.length > 0 ? announcer() : undefined;
-  const opened = database ?? (await openDatabase(logger, { allowEmbedded: true }));
+  const opened = database ?? (await openDatabase(log, { allowEmbedded: true }));
   try {
     const reporter = progress({
       label: `merchant ${request.merchantId}`,
       message: 'export progress',
-      fields: { requestId: request.requestId, kind: request.kind },
+      fields: { kind: request.kind },
       stepName: request.kind === 'stop-slots' ? 'bots' : 'steps',
+      requestId: request.requestId,
     });
     const result = await withProgress(reporter, signal, () =>
-      runReport(request, { pool: opened.pool, output, signal, logger, onProgress: (update) => reporter.update(update) }),
+      runReport(request, { pool: opened.pool, output, signal, logger: log, onProgress: (update) => reporter.update(update) }),
     );
     if (announce !== undefined) {
       for (const announcement of reportAnnouncements(request, result.reports, result.timezone, new Date())) {
+        const started = performance.now();
         const messageId = await announce.announce(announcement);
-        logger.info(
-          { requestId: request.requestId, messageId, recipients: request.recipients.length, ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }) },
+        log.info(
+          {
+            messageId,
+            recipients: request.recipients.length,
+            ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
+            seconds: secondsSince(started),
+          },
           'export announced',
         );
       }

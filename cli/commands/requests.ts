@@ -16,6 +16,7 @@ import { createAnnouncer, type Announcer } from '../announcer.js';
 import { openDatabase } from '../database.js';
 import { ExitCode } from '../exit-codes.js';
 import { setting } from '../../config/env.js';
+import { redactText } from '../../config/privacy.js';
 
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
@@ -118,7 +119,10 @@ export async function readRunRequest(file: string | undefined, env: NodeJS.Proce
   return decoded.trim().startsWith('{') ? decoded : trimmed;
 }
 
-/** The summary line of a request's record: the export commands' fields, plus its status. */
+/**
+ * The summary line of a request's record: the export commands' fields, plus its status. Its
+ * error is redacted like a log line: where stdout is collected (Cloud Run), the summary is one.
+ */
 export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<Record<string, unknown>> {
   // A coalesced request's file is the one it was coalesced into.
   const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
@@ -133,7 +137,7 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
       kind: record.kind,
       reports,
       status: record.status,
-      ...(record.error === null ? {} : { error: record.error }),
+      ...(record.error === null ? {} : { error: redactText(record.error) }),
       ...(record.coalescedInto === null ? {} : { coalescedInto: record.coalescedInto }),
     };
   }
@@ -145,14 +149,17 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
     files: source.files ?? [],
     bytes: source.bytes,
     status: record.status,
-    ...(record.error === null ? {} : { error: record.error }),
+    ...(record.error === null ? {} : { error: redactText(record.error) }),
     ...(record.coalescedInto === null ? {} : { coalescedInto: record.coalescedInto }),
   };
 }
 
-/** `audit-export run`: one request per process; returns the exit code and prints the summary line. */
-export async function runRequest(file: string | undefined, logger: Logger, signal: AbortSignal, progress: ProgressStarter): Promise<number> {
-  const data = await readRunRequest(file);
+/**
+ * `audit-export run`: one request (`data`, from {@link readRunRequest}) per process; returns the
+ * exit code and prints the summary line. `logger` is best bound to the request already (see
+ * `requestIdOf`), so the lines written before the request is parsed name it too.
+ */
+export async function runRequest(data: string, logger: Logger, signal: AbortSignal, progress: ProgressStarter): Promise<number> {
   const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress });
   try {
     const outcome = await processRequest(data, lifecycle.deps);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { progressStarter, withProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import { runConversationExport } from '../conversations/job.js';
@@ -63,6 +64,7 @@ export function describeUnit(unit: BackfillUnit): string {
  */
 export async function runBackfill(units: readonly BackfillUnit[], context: BackfillContext): Promise<BackfillResult> {
   const { signal, logger } = context;
+  const started = performance.now();
   let done = 0;
   let skipped = 0;
   let rows = 0;
@@ -90,6 +92,9 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
   const runUnit = async (unit: BackfillUnit): Promise<void> => {
     const current: { rows: number; totalRows?: number } = { rows: 0 };
     running.set(unit, current);
+    // Each unit is a request of its own: its lines carry its id (and label).
+    const log = requestLogger(logger, unit.requestId, { month: unit.month });
+    const unitStarted = performance.now();
     try {
       const request = parseConversationRequest({
         kind: 'conversations',
@@ -102,7 +107,7 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
         pool: context.pool,
         output: context.output,
         signal,
-        logger,
+        logger: log,
         onProgress: (update) => {
           Object.assign(current, update);
           report();
@@ -113,12 +118,22 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
       else done += 1;
       rows += result.summary.rows;
       bytes += result.summary.bytes;
+      log.info(
+        {
+          merchantId: unit.merchantId,
+          rows: result.summary.rows,
+          bytes: result.summary.bytes,
+          skipped: result.reused,
+          seconds: secondsSince(unitStarted),
+        },
+        result.reused ? 'backfill unit skipped: already stored' : 'backfill unit done',
+      );
     } catch (error) {
       running.delete(unit);
       if (signal.aborted && isAbortError(error)) return;
       const failure = error instanceof Error ? error : new Error(String(error));
       failures.push({ unit, error: failure });
-      logger.error({ err: failure, requestId: unit.requestId, merchantId: unit.merchantId, month: unit.month }, `backfill unit ${describeUnit(unit)} failed`);
+      log.error({ err: failure, merchantId: unit.merchantId, seconds: secondsSince(unitStarted) }, `backfill unit ${describeUnit(unit)} failed`);
     }
     report();
     progress.logNow();
@@ -135,9 +150,8 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
   return await withProgress(progress, signal, async () => {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(context.concurrency, units.length)) }, () => worker()));
     signal.throwIfAborted();
-    return {
-      summary: { kind: 'backfill' as const, units: units.length, done, skipped, failed: failures.length, rows, bytes },
-      failures,
-    };
+    const summary = { kind: 'backfill' as const, units: units.length, done, skipped, failed: failures.length, rows, bytes };
+    logger.info({ units: summary.units, done, skipped, failed: summary.failed, rows, bytes, seconds: secondsSince(started) }, 'backfill finished');
+    return { summary, failures };
   });
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { deliverStream } from '../../pipeline/deliver.js';
 import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { createZipStream } from '../../sinks/zip.js';
@@ -83,7 +84,8 @@ export async function runConversationExport(
   request: ConversationRequest,
   context: ConversationExportContext,
 ): Promise<ConversationExportResult> {
-  const { pool, output, signal, logger } = context;
+  const { pool, output, signal } = context;
+  const logger = requestLogger(context.logger, request.requestId);
   signal.throwIfAborted();
   const started = performance.now();
   return await withReadOnlySnapshot(pool, async (session) => {
@@ -101,7 +103,7 @@ export async function runConversationExport(
       if (existing.metadata?.requestId !== request.requestId || !Number.isSafeInteger(rows) || !Number.isSafeInteger(parts)) {
         throw new Error(`${existing.uri} already exists and is not this request's export; exports never overwrite a file`);
       }
-      logger.info({ requestId: request.requestId, uri: existing.uri }, 'conversation export already stored; not exporting again');
+      logger.info({ uri: existing.uri, rows, bytes: existing.bytes, seconds: secondsSince(started) }, 'conversation export already stored; not exporting again');
       context.onProgress?.({ rows, totalRows: rows });
       const summary: ConversationExportSummary = {
         requestId: request.requestId,
@@ -116,8 +118,10 @@ export async function runConversationExport(
 
     const plan = await planConversationExport(session, resolved, base);
     context.onProgress?.({ rows: 0, totalRows: plan.rows });
+    // Snapshot, resolution and the count of rows per part: the cost before the first row streams.
+    const planSeconds = secondsSince(started);
     logger.info(
-      { requestId: request.requestId, merchantId: request.merchantId, timezone: resolved.timezone, expectedRows: plan.rows, files: plan.files.length },
+      { merchantId: request.merchantId, timezone: resolved.timezone, expectedRows: plan.rows, files: plan.files.length, planSeconds },
       'conversation export started',
     );
     const object = await output.open({
@@ -144,20 +148,25 @@ export async function runConversationExport(
       ...(context.onProgress === undefined ? {} : { onRows: (rows: number) => context.onProgress?.({ rows }) }),
     });
     const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
+    let streamed = started;
     const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {
+      streamed = performance.now();
       // One snapshot serves the plan and the rows; a difference is a bug, and a wrong file must not be delivered.
       if (csv.rows !== plan.rows || csv.files.join('/') !== plan.files.join('/')) {
         throw new Error(`Exported ${csv.rows} rows in ${csv.files.length} files but planned ${plan.rows} in ${plan.files.length}`);
       }
     });
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = secondsSince(started);
     logger.info(
       {
-        requestId: request.requestId,
+        uri: stored.uri,
         rows: csv.rows,
         files: csv.files.length,
         bytes: stored.bytes,
-        seconds: Number(seconds.toFixed(3)),
+        seconds,
+        planSeconds,
+        // Storing the object for good: the last upload request to Cloud Storage, a rename locally.
+        commitSeconds: secondsSince(streamed),
         rowsPerSecond: Math.round(csv.rows / Math.max(seconds, 0.001)),
       },
       'conversation export finished',

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { noProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
@@ -76,6 +77,31 @@ function describeError(error: unknown): string {
  * message at any point: that is how Pub/Sub retries and how a Cloud Run task retries.
  */
 export async function processRequest(data: Buffer | string, deps: LifecycleDeps, messageId?: string): Promise<ProcessOutcome> {
+  const started = performance.now();
+  const outcome = await processOnce(data, deps, messageId);
+  requestLogger(deps.logger, outcome.record.requestId).info(
+    { status: outcome.record.status, verdict: outcome.verdict, exitCode: outcome.exitCode, seconds: secondsSince(started) },
+    'request processed',
+  );
+  return outcome;
+}
+
+/**
+ * The request id of a request document, when it has a valid one: what `run` names its log lines
+ * with before the request is parsed.
+ */
+export function requestIdOf(data: Buffer | string): string | undefined {
+  try {
+    const input: unknown = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+    if (typeof input !== 'object' || input === null) return undefined;
+    const { requestId } = input as Record<string, unknown>;
+    return typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function processOnce(data: Buffer | string, deps: LifecycleDeps, messageId?: string): Promise<ProcessOutcome> {
   // A message without a usable request id is recorded under an id derived from the delivery, so a
   // redelivered garbage message lands on the same record instead of adding one each time.
   const derivedId = (): string =>
@@ -87,7 +113,7 @@ export async function processRequest(data: Buffer | string, deps: LifecycleDeps,
     input = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
   } catch {
     const record = await recordRejected(deps.state, derivedId(), 'unknown', null, 'request: not valid JSON');
-    deps.logger.warn({ requestId: record.requestId, reason: record.error }, 'request rejected');
+    requestLogger(deps.logger, record.requestId).warn({ reason: record.error }, 'request rejected');
     return { verdict: 'ack', exitCode: 2, record };
   }
   let request: ExportRequest;
@@ -100,13 +126,13 @@ export async function processRequest(data: Buffer | string, deps: LifecycleDeps,
     const kind = typeof fields.kind === 'string' ? fields.kind.slice(0, 64) : 'unknown';
     const merchantId = typeof fields.merchantId === 'string' || typeof fields.merchantId === 'number' ? String(fields.merchantId).slice(0, 32) : null;
     const record = await recordRejected(deps.state, requestId, kind, merchantId, error.message);
-    deps.logger.warn({ requestId: record.requestId, reason: error.message }, 'request rejected');
+    requestLogger(deps.logger, record.requestId).warn({ reason: error.message }, 'request rejected');
     // A malformed copy of a known request id leaves that request alone; report what it is.
     return { verdict: 'ack', exitCode: record.status === 'rejected' ? 2 : 0, record };
   }
 
   const taken = await intake(deps.state, request, requestIdentity(request), deps.limits);
-  const log = deps.logger.child({ requestId: request.requestId });
+  const log = requestLogger(deps.logger, request.requestId);
   if (taken.kind === 'coalesced') log.info({ coalescedInto: taken.record.coalescedInto }, 'request coalesced into an equal one');
   if (taken.kind === 'rejected') log.warn({ reason: taken.record.error }, 'request rejected');
   return await act(request, taken.record, deps, log);
@@ -165,16 +191,16 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   const progress = (deps.progress ?? noProgress)({
     label: `merchant ${request.merchantId}`,
     message: 'export progress',
-    fields: { requestId: request.requestId, kind: request.kind },
+    fields: { kind: request.kind },
     stepName: request.kind === 'stop-slots' ? 'bots' : 'steps',
+    requestId: request.requestId,
   });
   try {
     const result = await runReport(request, {
       pool: deps.source,
       output: deps.output,
       signal: controller.signal,
-      // The export names the request in its own log lines.
-      logger: deps.logger,
+      logger: log,
       onProgress: (update) => {
         // The heartbeat records the rows in the state table, where `status` shows them.
         if (update.rows !== undefined) rows = update.rows;
@@ -236,8 +262,17 @@ async function announceStored(request: ExportRequest, record: RequestRecord, dep
   try {
     const { reports, timezone } = await readStoredReports(deps.state, record.requestId);
     for (const announcement of reportAnnouncements(request, reports, timezone, new Date())) {
+      const started = performance.now();
       const messageId = await deps.announce(announcement);
-      log.info({ messageId, recipients: request.recipients.length, ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }) }, 'export announced');
+      log.info(
+        {
+          messageId,
+          recipients: request.recipients.length,
+          ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
+          seconds: secondsSince(started),
+        },
+        'export announced',
+      );
     }
     await markDelivered(deps.state, record.requestId);
     return { verdict: 'ack', exitCode: 0, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };

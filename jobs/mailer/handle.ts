@@ -14,6 +14,7 @@ import {
   releaseClaim,
   type DeliveryClaim,
 } from './deliveries.js';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { hashEmail, maskEmail, redactEmails } from '../../config/privacy.js';
 import { classifySmtpError, type MailTransport, type SmtpAcceptance } from './smtp.js';
 import { renderDownloadEmail, type DownloadLink, type RenderedEmail } from './templates.js';
@@ -160,6 +161,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promise<HandleResult> {
   const leaseMs = positive('leaseMs', deps.leaseMs, DEFAULT_LEASE_MS);
   const concurrency = positive('concurrency', deps.concurrency, 5);
+  const started = performance.now();
   let announcement: ReadyAnnouncement;
   try {
     announcement = parseAnnouncement(JSON.parse(data.toString('utf8')));
@@ -173,13 +175,17 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
   const { recipients } = announcement;
   // Exactly once per file and recipient: a report with one file per bot sends one e-mail per bot.
   const requestId = announcement.report === undefined ? announcement.requestId : `${announcement.requestId}#bot-${announcement.report.botId}`;
-  const log = deps.logger.child({ requestId: announcement.requestId, kind: announcement.kind });
+  const log = requestLogger(deps.logger, announcement.requestId, {
+    kind: announcement.kind,
+    ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
+  });
   const counts = { sent: 0, skipped: 0, rejected: 0, pending: 0 };
   const busy: string[] = [];
   const result = (outcome: 'ack' | 'nack', reason?: string): HandleResult => {
     const summary = { outcome, sent: counts.sent, skipped: counts.skipped, rejected: counts.rejected, pending: counts.pending };
-    if (outcome === 'nack') log.warn({ ...summary, reason }, 'announcement to be delivered again');
-    else log.info({ ...summary, ...(reason === undefined ? {} : { reason }) }, 'announcement handled');
+    const timing = { recipients: recipients.length, seconds: secondsSince(started) };
+    if (outcome === 'nack') log.warn({ ...summary, ...timing, reason }, 'announcement to be delivered again');
+    else log.info({ ...summary, ...timing, ...(reason === undefined ? {} : { reason }) }, 'announcement handled');
     return reason === undefined ? summary : { ...summary, reason };
   };
 
@@ -244,6 +250,7 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
     }
 
     let acceptance: SmtpAcceptance;
+    const sendStarted = performance.now();
     try {
       acceptance = await deps.transport.send(
         {
@@ -286,7 +293,10 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
       log.error({ ...who, error: describeError(error) }, 'sent but not recorded: a redelivery after the lease sends it again');
     }
     counts.sent += 1;
-    log.info({ ...who, attempt: claim.attempt, messageId: acceptance.messageId, response: redactEmails(acceptance.response) }, 'e-mail sent');
+    log.info(
+      { ...who, attempt: claim.attempt, messageId: acceptance.messageId, response: redactEmails(acceptance.response), seconds: secondsSince(sendStarted) },
+      'e-mail sent',
+    );
   });
 
   if (counts.pending > 0) return result('nack', `${counts.pending} recipient(s) left for a redelivery: ${firstFailure ?? 'unknown'}`);

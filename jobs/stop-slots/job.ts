@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { requestLogger, secondsSince } from '../../config/logs.js';
 import { deliverStream } from '../../pipeline/deliver.js';
 import type { ProgressUpdate } from '../../pipeline/progress.js';
 import type { OutputTarget, StoredObject } from '../../sinks/output.js';
@@ -52,8 +53,10 @@ export interface StopSlotsContext {
  * the merchant's.
  */
 export async function runStopSlotsReport(request: StopSlotsRequest, context: StopSlotsContext): Promise<StopSlotsResult> {
-  const { pool, output, signal, logger } = context;
+  const { pool, output, signal } = context;
+  const logger = requestLogger(context.logger, request.requestId);
   signal.throwIfAborted();
+  const started = performance.now();
   return await withReadOnlySnapshot(pool, async (session) => {
     const resolved = await resolveRange(session, request, undefined);
     const bots = await session.query<{ id: string; name: string }>(
@@ -73,11 +76,13 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
       fromUtc: resolved.fromUtc,
       toUtc: resolved.toUtc,
     });
+    const querySeconds = secondsSince(started);
     const reports: StopSlotsBotReport[] = [];
     let rows = 0;
     context.onProgress?.({ rows, steps: { done: 0, total: selected.length } });
     for (const bot of selected) {
       signal.throwIfAborted();
+      const botStarted = performance.now();
       const name = `stop-slots_merchant-${request.merchantId}_bot-${bot.id}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
       const csv = stopSlotsCsv(groups.get(bot.id) ?? [], request.csv);
       const existing = await output.find(name);
@@ -98,9 +103,22 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
       const report = { botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : csv.rows, stored };
       reports.push(report);
       rows += report.rows;
+      logger.info(
+        { botId: bot.id, uri: stored.uri, rows: report.rows, bytes: stored.bytes, seconds: secondsSince(botStarted), reused: existing !== undefined },
+        'stop-slots bot report stored',
+      );
       context.onProgress?.({ rows, steps: { done: reports.length, total: selected.length } });
     }
-    logger.info({ requestId: request.requestId, bots: reports.length, rows: reports.reduce((sum, report) => sum + report.rows, 0) }, 'stop-slots report stored');
+    logger.info(
+      {
+        bots: reports.length,
+        rows,
+        bytes: reports.reduce((sum, report) => sum + report.stored.bytes, 0),
+        seconds: secondsSince(started),
+        querySeconds,
+      },
+      'stop-slots report stored',
+    );
     return {
       summary: {
         requestId: request.requestId,
