@@ -175,10 +175,13 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   if (deps.shutdown.aborted) onShutdown();
   let rows = 0;
   let leaseLost = false;
+  // A heartbeat still in flight when the export ends may land after markUploaded and find the
+  // request no longer running: that is the end of the work, not a lost lease.
+  let ended = false;
   const beat = setInterval(() => {
     heartbeat(state, request.requestId, worker, rows).then(
       (held) => {
-        if (!held && !leaseLost) {
+        if (!held && !leaseLost && !ended) {
           leaseLost = true;
           log.warn('lease lost (cancelled or taken over): stopping the export');
           controller.abort(new Error('lease lost'));
@@ -207,6 +210,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
         progress.update(update);
       },
     });
+    ended = true;
     clearInterval(beat);
     progress.end('done');
     const uploaded = await markUploaded(state, request.requestId, worker, {
@@ -224,6 +228,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     }
     return await announceStored(request, record, deps, log);
   } catch (error) {
+    ended = true;
     clearInterval(beat);
     progress.end(controller.signal.aborted ? 'cancelled' : 'failed');
     if (isAbortError(error) || controller.signal.aborted) {
