@@ -131,7 +131,8 @@ function keyValuePairs(line: number, keyword: string, rest: string): Array<{ nam
       if (quote === '"' || quote === "'") {
         const end = rest.indexOf(quote, i + 1);
         if (end < 0) throw new DockerfileError(line, `${keyword}: unterminated ${quote} in "${rest}"`);
-        value += rest.slice(i + 1, end).replace(quote === '"' ? /\\(["\\$])/g : /$^/g, '$1');
+        const quoted = rest.slice(i + 1, end);
+        value += quote === '"' ? quoted.replace(/\\(["\\$])/g, '$1') : quoted;
         i = end + 1;
       } else {
         value += quote;
@@ -509,11 +510,15 @@ export async function inspectImage(image: BuiltImage): Promise<ImageContents> {
     packages: Record<string, { dev?: boolean }>;
   };
   let packages = 0;
+  const devInstalled: string[] = [];
   for (const [path, entry] of Object.entries(lock.packages)) {
     if (path === '' || !existsSync(join(image.appDirectory, path))) continue;
-    if (entry.dev === true) problems.push(`${path}: a development dependency is installed`);
+    if (entry.dev === true) devInstalled.push(path);
     else packages++;
   }
+  // A whole dev tree installed would be a hundred lines: the first ten say enough.
+  problems.push(...devInstalled.slice(0, 10).map((path) => `${path}: a development dependency is installed`));
+  if (devInstalled.length > 10) problems.push(`... and ${devInstalled.length - 10} more development dependencies`);
   // Node resolves a bare import in every node_modules from the file's folder up to /: one above
   // the WORKDIR would let the CLI find packages the image does not have.
   for (let directory = dirname(image.appDirectory); ; directory = dirname(directory)) {
