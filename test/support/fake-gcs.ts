@@ -97,6 +97,8 @@ export interface FakeGcs {
   readonly objects: ReadonlyMap<string, FakeObject>;
   /** The live object `name` in `bucket`, if any. */
   object(bucket: string, name: string): FakeObject | undefined;
+  /** The file that holds the live object `name`, when the fake keeps uploads on disk (see {@link FakeGcsOptions.directory}). */
+  fileOf(bucket: string, name: string): string | undefined;
   /** Every resumable session by id, including finished ones. */
   readonly sessions: ReadonlyMap<string, FakeSession>;
   /** Every request so far, in arrival order. */
@@ -311,6 +313,11 @@ class FakeGcsServer implements FakeGcs {
 
   object(bucket: string, name: string): FakeObject | undefined {
     return this.objects.get(`${bucket}/${name}`);
+  }
+
+  fileOf(bucket: string, name: string): string | undefined {
+    const object = this.object(bucket, name);
+    return object === undefined ? undefined : this.#files.get(object);
   }
 
   count(kind: FakeRequestKind): number {
