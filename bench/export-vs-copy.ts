@@ -17,7 +17,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -179,6 +179,8 @@ async function machineInfo(admin: string): Promise<Record<string, unknown>> {
       node: process.version,
       postgres: await settings('server_version'),
       postgresSharedBuffers: await settings('shared_buffers'),
+      // Other work on the machine skews every figure: the 1, 5 and 15-minute load averages at the start.
+      loadAverageAtStart: loadavg().map((load) => Math.round(load * 100) / 100),
       psql: await version('psql --version'),
       zip: await version('zip -v | sed -n 2p'),
     };
@@ -388,6 +390,8 @@ async function main(): Promise<void> {
       if (result !== undefined) flat.push(result);
     }
     if (flat.length > 0) console.log(`\n${flat.map(formatFlatness).join('\n')}`);
+    const loadAtEnd = loadavg().map((load) => Math.round(load * 100) / 100);
+    notes.push(`load average (1, 5, 15 min) at the start ${JSON.stringify(machine.loadAverageAtStart)}, at the end ${JSON.stringify(loadAtEnd)} on ${cpus().length} cores`);
     if (modes.includes('mailer')) {
       notes.push(
         `mailer: ${MAIL_ANNOUNCEMENTS} announcements x ${MAIL_RECIPIENTS_EACH} recipients, timed from publishing to the 100th e-mail the SMTP server accepted ` +
@@ -402,7 +406,7 @@ async function main(): Promise<void> {
       RESULTS_PATH,
       `${JSON.stringify(
         {
-          machine,
+          machine: { ...machine, loadAverageAtEnd: loadAtEnd },
           options: { ...options, modes, databaseUrl: configured === undefined || configured === '' ? 'embedded PostgreSQL (this run only)' : 'DATABASE_URL' },
           labels: MODE_LABELS,
           sizes,
