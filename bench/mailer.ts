@@ -12,8 +12,9 @@ import { createTopicAndSubscription, startPubSubEmulator, uniqueName, type PubSu
 import { startSmtpServer, type TestSmtpServer } from '../test/support/smtp.js';
 import type { RunFigures } from './report.js';
 
-/** E-mails per run, and how they are announced. */
+/** Announcements per run: 5 x 20 = 100 e-mails. */
 export const MAIL_ANNOUNCEMENTS = 5;
+/** Recipients per announcement: the most one request may name. */
 export const MAIL_RECIPIENTS_EACH = 20;
 const MAIL_TOTAL = MAIL_ANNOUNCEMENTS * MAIL_RECIPIENTS_EACH;
 const BUCKET = 'audit-exports';
