@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -552,6 +554,37 @@ describe('fake Cloud Storage', () => {
     await expect(file.save(Buffer.from('x'), { resumable: false, preconditionOpts: { ifGenerationMatch: 0 } })).rejects.toMatchObject({ code: 412 });
     await file.delete();
     expect(fake.object(BUCKET, 'fake-check/multipart.bin')).toBeUndefined();
+  });
+
+  it('keeps uploads in files when given a directory: streamed in, served by range, deleted with the object', async () => {
+    const directory = await temporaryDirectory();
+    const onDisk = await startFakeGcs({ buckets: [BUCKET], directory });
+    try {
+      const diskTarget = new GcsOutputTarget(createStorageClient({ GCS_API_ENDPOINT: onDisk.url }), { bucket: BUCKET, prefix: 'on-disk' });
+      const bytes = randomBytes(3 * MiB + 17);
+      const stored = await deliverStream(sourceOf(bytes), [], await diskTarget.open({ name: 'big.zip', ...ZIP }), new AbortController().signal);
+      expect(stored.bytes).toBe(bytes.length);
+      const object = onDisk.object(BUCKET, 'on-disk/big.zip')!;
+      expect(object.size).toBe(bytes.length);
+      expect(object.bytes.equals(bytes)).toBe(true);
+      expect(await readdir(directory)).toEqual([basename(onDisk.fileOf(BUCKET, 'on-disk/big.zip')!)]);
+
+      const client = createStorageClient({ GCS_API_ENDPOINT: onDisk.url });
+      const [range] = await client.bucket(BUCKET).file('on-disk/big.zip').download({ start: MiB, end: 2 * MiB - 1 });
+      expect(range.equals(bytes.subarray(MiB, 2 * MiB))).toBe(true);
+      const [whole] = await client.bucket(BUCKET).file('on-disk/big.zip').download();
+      expect(whole.equals(bytes)).toBe(true);
+
+      // A discarded upload leaves no file behind; a deleted object takes its file with it.
+      const discarded = await diskTarget.open({ name: 'discarded.zip', ...ZIP });
+      discarded.stream.write(bytes.subarray(0, MiB));
+      await discarded.discard();
+      await client.bucket(BUCKET).file('on-disk/big.zip').delete();
+      for (let wait = 0; wait < 50 && (await readdir(directory)).length > 0; wait++) await sleep(20);
+      expect(await readdir(directory)).toEqual([]);
+    } finally {
+      await onDisk.close();
+    }
   });
 });
 

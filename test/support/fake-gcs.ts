@@ -3,8 +3,8 @@
  * `@google-cloud/storage` uses to upload, read and delete objects, plus V4 signed GET URLs checked
  * against a test service account's public key.
  *
- * It keeps objects in memory, one live generation per name (no versioning), and answers on
- * 127.0.0.1 with a free port. Both path styles the client produces are served: `/storage/v1/b/...`
+ * It keeps objects in memory (or, with {@link FakeGcsOptions.directory}, in files), one live
+ * generation per name (no versioning), and answers on 127.0.0.1 with a free port. Both path styles the client produces are served: `/storage/v1/b/...`
  * (with `apiEndpoint`) and `/b/...` (with `STORAGE_EMULATOR_HOST`, which the client uses as its
  * base URL as is).
  *
@@ -13,7 +13,8 @@
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, verify, type Hash, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -24,7 +25,10 @@ export interface FakeObject {
   readonly name: string;
   /** Decimal string, as in the JSON API. */
   readonly generation: string;
+  /** The content; with {@link FakeGcsOptions.directory}, read from its file on each access. */
   readonly bytes: Buffer;
+  /** Length of the content in bytes. */
+  readonly size: number;
   readonly contentType: string;
   readonly contentDisposition: string | undefined;
   /** Custom metadata (`metadata` in the object resource). */
@@ -93,6 +97,8 @@ export interface FakeGcs {
   readonly objects: ReadonlyMap<string, FakeObject>;
   /** The live object `name` in `bucket`, if any. */
   object(bucket: string, name: string): FakeObject | undefined;
+  /** The file that holds the live object `name`, when the fake keeps uploads on disk (see {@link FakeGcsOptions.directory}). */
+  fileOf(bucket: string, name: string): string | undefined;
   /** Every resumable session by id, including finished ones. */
   readonly sessions: ReadonlyMap<string, FakeSession>;
   /** Every request so far, in arrival order. */
@@ -122,11 +128,18 @@ export interface FakeGcs {
 export interface FakeGcsOptions {
   /** Buckets that exist; requests for any other bucket get 404. Default `['audit-exports']`. */
   readonly buckets?: readonly string[];
+  /**
+   * Keep uploaded bytes in files in this (existing) folder instead of memory, for uploads of
+   * hundreds of megabytes (the benchmark): resumable uploads are written there as they arrive, at
+   * the pace the disk takes them, and served from there. Deleting or replacing an object deletes
+   * its file; the folder itself is the caller's.
+   */
+  readonly directory?: string;
 }
 
 /** Starts a fake Cloud Storage on 127.0.0.1 with a free port. */
 export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGcs> {
-  const fake = new FakeGcsServer(options.buckets ?? ['audit-exports']);
+  const fake = new FakeGcsServer(options.buckets ?? ['audit-exports'], options.directory);
   await fake.listen();
   return fake;
 }
@@ -222,7 +235,11 @@ interface Session extends FakeSession {
   state: FakeSession['state'];
   size: number;
   object: FakeObject | undefined;
+  /** The persisted bytes, in memory... */
   readonly chunks: Buffer[];
+  /** ...or in this file (with a directory), written through `file`. */
+  readonly path: string | undefined;
+  readonly file: WriteStream | undefined;
   /** Running hashes of the persisted bytes, so finalizing a large object does not stall. */
   crc32c: number;
   readonly md5: Hash;
@@ -264,9 +281,13 @@ class FakeGcsServer implements FakeGcs {
   #uploadsPaused = false;
   readonly #activeUploads = new Set<IncomingMessage>();
   readonly #server: Server;
+  readonly #directory: string | undefined;
+  /** The file of each object kept on disk. */
+  readonly #files = new WeakMap<FakeObject, string>();
 
-  constructor(buckets: readonly string[]) {
+  constructor(buckets: readonly string[], directory?: string) {
     this.#buckets = new Set(buckets);
+    this.#directory = directory;
     this.#server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.#fail(response, error));
     });
@@ -292,6 +313,11 @@ class FakeGcsServer implements FakeGcs {
 
   object(bucket: string, name: string): FakeObject | undefined {
     return this.objects.get(`${bucket}/${name}`);
+  }
+
+  fileOf(bucket: string, name: string): string | undefined {
+    const object = this.object(bucket, name);
+    return object === undefined ? undefined : this.#files.get(object);
   }
 
   count(kind: FakeRequestKind): number {
@@ -413,14 +439,19 @@ class FakeGcsServer implements FakeGcs {
     this.#checkPrecondition(bucket, name, ifGenerationMatch);
     // The client moves contentType out of the resource into this header.
     const headerType = request.headers['x-upload-content-type'];
+    const id = randomBytes(16).toString('hex');
+    const path = this.#directory === undefined ? undefined : join(this.#directory, `upload-${id}`);
     const session: Session = {
-      id: randomBytes(16).toString('hex'),
+      id,
       bucket,
       name,
       state: 'open',
       size: 0,
       object: undefined,
       chunks: [],
+      path,
+      // A failed write surfaces when finalizing (file.end reports it); cancelling ignores it.
+      file: path === undefined ? undefined : createWriteStream(path).on('error', () => {}),
       crc32c: 0,
       md5: createHash('md5'),
       contentType: typeof headerType === 'string' ? headerType : stringField(resource.contentType) ?? 'application/octet-stream',
@@ -461,7 +492,7 @@ class FakeGcsServer implements FakeGcs {
     if (status !== null) {
       await readBody(request);
       const total = status[1] === '*' ? undefined : Number(status[1]);
-      if (total !== undefined && total === session.size) return this.#finalize(session, response);
+      if (total !== undefined && total === session.size) return await this.#finalize(session, response);
       return sendIncomplete(response, session.size);
     }
     const range = /^bytes (\d+)-(\d+|\*)\/(\d+|\*)$/.exec(contentRange);
@@ -492,7 +523,15 @@ class FakeGcsServer implements FakeGcs {
         if (persistLimit < data.length) data = data.subarray(0, Math.max(persistLimit, 0));
         persistLimit -= data.length;
         if (data.length > 0 && session.state === 'open') {
-          session.chunks.push(data);
+          if (session.file === undefined) {
+            session.chunks.push(data);
+          } else if (!session.file.write(data)) {
+            // The disk is behind: stop reading the body, so the bytes wait in the socket, not here.
+            request.pause();
+            session.file.once('drain', () => {
+              if (!this.#uploadsPaused) request.resume();
+            });
+          }
           session.size += data.length;
           session.crc32c = crc32cUpdate(session.crc32c, data);
           session.md5.update(data);
@@ -517,33 +556,37 @@ class FakeGcsServer implements FakeGcs {
     }
     if (!ends) return sendIncomplete(response, session.size);
     if (fault?.kind === 'drop-response') {
-      this.#finalizeQuietly(session);
+      await this.#finalizeQuietly(session);
       request.socket.destroy();
       return;
     }
-    return this.#finalize(session, response);
+    return await this.#finalize(session, response);
   }
 
-  #finalize(session: Session, response: ServerResponse): void {
-    this.#finalizeQuietly(session);
+  async #finalize(session: Session, response: ServerResponse): Promise<void> {
+    await this.#finalizeQuietly(session);
     if (session.object === undefined) throw new HttpError(412, 'At least one of the pre-conditions you specified did not hold.', 'conditionNotMet');
     sendJson(response, 200, this.#resource(session.object));
   }
 
   /** Finalizes `session` (or fails it on a broken precondition) without answering. */
-  #finalizeQuietly(session: Session): void {
+  async #finalizeQuietly(session: Session): Promise<void> {
+    // Claimed before waiting for the file, so that a concurrent status query or cancel sees it taken.
+    session.state = 'finalized';
+    const { file, path } = session;
+    if (file !== undefined) await new Promise<void>((resolve, reject) => file.end((error?: Error | null) => (error ? reject(error) : resolve())));
     try {
       this.#checkPrecondition(session.bucket, session.name, session.ifGenerationMatch);
     } catch {
       session.state = 'failed';
       session.chunks.length = 0;
+      if (path !== undefined) await unlink(path).catch(() => {});
       return;
     }
-    const bytes = Buffer.concat(session.chunks);
+    const content = path === undefined ? Buffer.concat(session.chunks) : { path, size: session.size };
     session.chunks.length = 0;
     const hashes = { crc32c: crc32cBase64(session.crc32c), md5Hash: session.md5.digest('base64') };
-    session.object = this.#store(session.bucket, session.name, bytes, session.contentType, session.contentDisposition, session.metadata, hashes);
-    session.state = 'finalized';
+    session.object = this.#store(session.bucket, session.name, content, session.contentType, session.contentDisposition, session.metadata, hashes);
   }
 
   /** DELETE on a session URI: cancels it (499, as the real service answers); cuts a PUT in progress. */
@@ -554,6 +597,11 @@ class FakeGcsServer implements FakeGcs {
       session.state = 'cancelled';
       session.chunks.length = 0;
       session.activeRequest?.socket?.destroy();
+      if (session.file !== undefined && session.path !== undefined) {
+        const path = session.path;
+        session.file.once('close', () => void unlink(path).catch(() => {}));
+        session.file.destroy();
+      }
     }
     if (session.state === 'finalized' && session.object !== undefined) return sendJson(response, 200, this.#resource(session.object));
     response.writeHead(499, { 'Content-Length': '0' });
@@ -584,6 +632,7 @@ class FakeGcsServer implements FakeGcs {
       throw new HttpError(412, 'At least one of the pre-conditions you specified did not hold.', 'conditionNotMet');
     }
     this.objects.delete(`${bucket}/${name}`);
+    this.#removeFile(object);
     response.writeHead(204);
     response.end();
   }
@@ -598,24 +647,27 @@ class FakeGcsServer implements FakeGcs {
       'Accept-Ranges': 'bytes',
     };
     if (object.contentDisposition !== undefined) headers['Content-Disposition'] = object.contentDisposition;
-    const size = object.bytes.length;
+    const { size } = object;
     const rangeHeader = request.headers.range;
-    let body = object.bytes;
+    let range = { start: 0, end: size - 1 };
     let status = 200;
     if (rangeHeader !== undefined) {
-      const range = parseRange(rangeHeader, size);
-      if (range === undefined) {
+      const parsed = parseRange(rangeHeader, size);
+      if (parsed === undefined) {
         response.writeHead(416, { 'Content-Range': `bytes */${size}` });
         response.end();
         return;
       }
-      body = object.bytes.subarray(range.start, range.end + 1);
+      range = parsed;
       status = 206;
       headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
     }
-    headers['Content-Length'] = String(body.length);
+    headers['Content-Length'] = String(range.end + 1 - range.start);
     response.writeHead(status, headers);
-    response.end(request.method === 'HEAD' ? undefined : body);
+    const path = this.#files.get(object);
+    if (request.method === 'HEAD' || size === 0) response.end();
+    else if (path === undefined) response.end(object.bytes.subarray(range.start, range.end + 1));
+    else createReadStream(path, { start: range.start, end: range.end }).on('error', () => response.destroy()).pipe(response);
   }
 
   /**
@@ -705,10 +757,11 @@ class FakeGcsServer implements FakeGcs {
     if (!holds) throw new HttpError(412, 'At least one of the pre-conditions you specified did not hold.', 'conditionNotMet');
   }
 
+  /** Makes `content` the live object `name`: bytes in memory, or a file (then `hashes` are required). */
   #store(
     bucket: string,
     name: string,
-    bytes: Buffer,
+    content: Buffer | { readonly path: string; readonly size: number },
     contentType: string,
     contentDisposition: string | undefined,
     metadata: Record<string, string>,
@@ -716,20 +769,39 @@ class FakeGcsServer implements FakeGcs {
   ): FakeObject {
     // Real generations are microsecond timestamps; strictly increasing here so each write differs.
     this.#lastGeneration = Math.max(Date.now() * 1000, this.#lastGeneration + 1);
+    const inMemory = Buffer.isBuffer(content) ? content : undefined;
+    const onDisk = Buffer.isBuffer(content) ? undefined : content;
+    const hash = (): { crc32c: string; md5Hash: string } => {
+      if (hashes !== undefined) return hashes;
+      const bytes = inMemory ?? Buffer.alloc(0);
+      return { crc32c: crc32cBase64(crc32cUpdate(0, bytes)), md5Hash: createHash('md5').update(bytes).digest('base64') };
+    };
     const object: FakeObject = {
       bucket,
       name,
       generation: String(this.#lastGeneration),
-      bytes,
+      get bytes() {
+        return inMemory ?? readFileSync(onDisk?.path ?? '');
+      },
+      size: inMemory?.length ?? onDisk?.size ?? 0,
       contentType,
       contentDisposition,
       metadata,
-      crc32c: hashes?.crc32c ?? crc32cBase64(crc32cUpdate(0, bytes)),
-      md5Hash: hashes?.md5Hash ?? createHash('md5').update(bytes).digest('base64'),
+      ...hash(),
       timeCreated: new Date(),
     };
-    this.objects.set(`${bucket}/${name}`, object);
+    if (onDisk !== undefined) this.#files.set(object, onDisk.path);
+    const key = `${bucket}/${name}`;
+    const replaced = this.objects.get(key);
+    this.objects.set(key, object);
+    if (replaced !== undefined) this.#removeFile(replaced);
     return object;
+  }
+
+  /** Deletes the file of an object kept on disk (one no longer live). */
+  #removeFile(object: FakeObject): void {
+    const path = this.#files.get(object);
+    if (path !== undefined) void unlink(path).catch(() => {});
   }
 
   /** The JSON API object resource (sizes and generations are strings there). */
@@ -747,7 +819,7 @@ class FakeGcsServer implements FakeGcs {
       contentType: object.contentType,
       ...(object.contentDisposition === undefined ? {} : { contentDisposition: object.contentDisposition }),
       storageClass: 'STANDARD',
-      size: String(object.bytes.length),
+      size: String(object.size),
       md5Hash: object.md5Hash,
       crc32c: object.crc32c,
       etag: Buffer.from(object.generation).toString('base64'),
