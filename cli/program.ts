@@ -16,11 +16,14 @@ import { createAnnouncer } from './announcer.js';
 import { createLogger, stderrStatusLine } from './logger.js';
 import { cliProgress } from './progress.js';
 import type { StatusLine } from '../pipeline/progress.js';
-import { runMailer, runPushServer } from './commands/mail-step.js';
-import { cancel, printList, printStatus, readRunRequest, runRequest, runWorker } from './commands/requests.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
 import { backfill, type BackfillFlags } from './commands/backfill.js';
-import { runDemo } from './commands/demo.js';
+
+// Commands that talk to Pub/Sub load their modules when they run: @google-cloud/pubsub (gRPC,
+// protobufjs) would otherwise add about 20 MiB to every command's heap, exports included.
+const mailStep = () => import('./commands/mail-step.js');
+const requests = () => import('./commands/requests.js');
+const demo = () => import('./commands/demo.js');
 
 /** The JSON summary line: the last line on stdout, which scripts parse. */
 function printSummary(summary: object): void {
@@ -173,7 +176,9 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
       // it. LOG_LEVEL brings them back.
       const demoLogger = process.env.LOG_LEVEL === undefined || process.env.LOG_LEVEL === '' ? logger.child({}, { level: 'warn' }) : logger;
       const demoProgress = cliProgress({ enabled: flags.progress, logger: demoLogger, line });
-      const summary = await withCancellation(logger, (signal) => runDemo(flags, demoLogger, signal, demoProgress, (text) => process.stdout.write(text)));
+      const summary = await withCancellation(logger, (signal) =>
+        demo().then(({ runDemo }) => runDemo(flags, demoLogger, signal, demoProgress, (text) => process.stdout.write(text))),
+      );
       printSummary(summary);
     }),
   );
@@ -263,7 +268,7 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
     .requiredOption('--subscription <name>', 'subscription of the ready topic')
     .addOption(new Option('--concurrency <n>', 'announcements handled at once').argParser(positiveInteger('--concurrency')).default(4))
     .action((flags: { subscription: string; concurrency: number }) =>
-      run(() => withCancellation(logger, (signal) => runMailer(flags, logger, signal))),
+      run(() => withCancellation(logger, (signal) => mailStep().then(({ runMailer }) => runMailer(flags, logger, signal)))),
     );
   program
     .command('serve')
@@ -280,7 +285,10 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
       run(() =>
         withCancellation(
           logger,
-          (signal) => runPushServer({ port: flags.port ?? positiveInteger('PORT')(process.env.PORT ?? '8080'), host: flags.host }, logger, signal),
+          (signal) =>
+            mailStep().then(({ runPushServer }) =>
+              runPushServer({ port: flags.port ?? positiveInteger('PORT')(process.env.PORT ?? '8080'), host: flags.host }, logger, signal),
+            ),
         ),
       ),
     );
@@ -298,6 +306,7 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
     .action((flags: { request?: string; progress: boolean }) => {
       let log = logger;
       return run(async () => {
+        const { readRunRequest, runRequest } = await requests();
         const data = await readRunRequest(flags.request);
         const requestId = requestIdOf(data);
         if (requestId !== undefined) log = requestLogger(logger, requestId);
@@ -317,24 +326,24 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
     .option('--no-progress', 'no progress lines on stderr')
     .action((flags: { subscription: string; concurrency: number; progress: boolean }) =>
       // JSON lines even on a terminal: several requests may run at once.
-      run(() => withCancellation(logger, (signal) => runWorker(flags, logger, signal, progress(flags.progress, false)))),
+      run(() => withCancellation(logger, (signal) => requests().then(({ runWorker }) => runWorker(flags, logger, signal, progress(flags.progress, false))))),
     );
   program
     .command('status')
     .summary("print a request's state as one JSON line")
     .argument('<requestId>')
-    .action((requestId: string) => run(() => printStatus(requestId)));
+    .action((requestId: string) => run(() => requests().then(({ printStatus }) => printStatus(requestId))));
   program
     .command('list')
     .summary("list a merchant's recent requests, one JSON line each, newest first")
     .requiredOption('--merchant <id>', 'merchant')
     .addOption(new Option('--limit <n>', 'at most this many').argParser(positiveInteger('--limit')).default(50))
-    .action((flags: { merchant: string; limit: number }) => run(() => printList(flags.merchant, flags.limit)));
+    .action((flags: { merchant: string; limit: number }) => run(() => requests().then(({ printList }) => printList(flags.merchant, flags.limit))));
   program
     .command('cancel')
     .summary('cancel a queued or running request (a running export stops within 2 seconds)')
     .argument('<requestId>')
-    .action((requestId: string) => run(() => cancel(requestId, logger)));
+    .action((requestId: string) => run(() => requests().then(({ cancel }) => cancel(requestId, logger))));
   return program;
 }
 
