@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { secondsSince } from '../config/logs.js';
 import { buildAnnouncement } from '../pipeline/announce.js';
 import type { ProgressUpdate } from '../pipeline/progress.js';
 import type { OutputTarget } from '../sinks/output.js';
@@ -99,4 +100,30 @@ export function reportAnnouncements(
       createdAt,
     ),
   );
+}
+
+/**
+ * Publishes the ready announcements of a request's stored reports one after the other, each
+ * awaited (the server accepted it) before the next, and logs `export announced` for each.
+ */
+export async function announceReports(
+  request: ExportRequest,
+  reports: readonly StoredReport[],
+  timezone: string | undefined,
+  announce: (announcement: ReadyAnnouncement) => Promise<string>,
+  log: Logger,
+): Promise<void> {
+  for (const announcement of reportAnnouncements(request, reports, timezone, new Date())) {
+    const started = performance.now();
+    const messageId = await announce(announcement);
+    log.info(
+      {
+        messageId,
+        recipients: request.recipients.length,
+        ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
+        seconds: secondsSince(started),
+      },
+      'export announced',
+    );
+  }
 }

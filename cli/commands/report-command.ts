@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { requestLogger, secondsSince } from '../../config/logs.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
-import { reportAnnouncements, runReport, type ReportResult } from '../../jobs/reports.js';
+import { announceReports, runReport, type ReportResult } from '../../jobs/reports.js';
 import type { ExportRequest } from '../../jobs/requests.js';
 import { withProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import { outputTargetFor } from '../../sinks/targets.js';
@@ -75,19 +75,7 @@ export async function runReportCommand<R extends ExportRequest>(
       runReport(request, { pool: opened.pool, output, signal, logger: log, onProgress: (update) => reporter.update(update) }),
     );
     if (announce !== undefined) {
-      for (const announcement of reportAnnouncements(request, result.reports, result.timezone, new Date())) {
-        const started = performance.now();
-        const messageId = await announce.announce(announcement);
-        log.info(
-          {
-            messageId,
-            recipients: request.recipients.length,
-            ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
-            seconds: secondsSince(started),
-          },
-          'export announced',
-        );
-      }
+      await announceReports(request, result.reports, result.timezone, (announcement) => announce.announce(announcement), log);
     }
     return result.summary;
   } catch (error) {

@@ -6,7 +6,7 @@ import { requestLogger, secondsSince } from '../../config/logs.js';
 import { noProgress, type ProgressStarter } from '../../pipeline/progress.js';
 import type { OutputTarget } from '../../sinks/output.js';
 import type { ReadyAnnouncement } from '../announcement.js';
-import { reportAnnouncements, runReport } from '../reports.js';
+import { announceReports, runReport } from '../reports.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
 import { REQUEST_ID } from '../request-fields.js';
 import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
@@ -266,19 +266,7 @@ async function announceStored(request: ExportRequest, record: RequestRecord, dep
   if (request.recipients.length === 0) return { verdict: 'ack', exitCode: 0, record };
   try {
     const { reports, timezone } = await readStoredReports(deps.state, record.requestId);
-    for (const announcement of reportAnnouncements(request, reports, timezone, new Date())) {
-      const started = performance.now();
-      const messageId = await deps.announce(announcement);
-      log.info(
-        {
-          messageId,
-          recipients: request.recipients.length,
-          ...(announcement.report === undefined ? {} : { botId: announcement.report.botId }),
-          seconds: secondsSince(started),
-        },
-        'export announced',
-      );
-    }
+    await announceReports(request, reports, timezone, deps.announce, log);
     await markDelivered(deps.state, record.requestId);
     return { verdict: 'ack', exitCode: 0, record: (await readRequest(deps.state, record.requestId)) as RequestRecord };
   } catch (error) {
