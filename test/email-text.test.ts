@@ -51,7 +51,10 @@ describe('readEmailText', () => {
         const parsed = await simpleParser(raw);
         expect(read.text).toBe(body);
         expect(read.subject).toBe(parsed.subject);
-        expect(read.subject).toBe(subject);
+        // nodemailer sends some ASCII subjects holding a literal encoded word (`=?utf-8?Q?x?= .`)
+        // as they are, and every reader, mailparser included, then decodes them (RFC 2047): for
+        // those only the agreement with mailparser above can hold.
+        if (!subject.includes('=?')) expect(read.subject).toBe(subject);
       }),
       { numRuns: 150 },
     );
