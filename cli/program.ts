@@ -12,10 +12,10 @@ import { seed } from '../db/seed.js';
 import { DEMO_SEED } from './database.js';
 import { ExitCode } from './exit-codes.js';
 import { conversationOptions, exportConversations, type ConversationFlags } from './commands/export-conversations.js';
-import { createAnnouncer } from './announcer.js';
+import { createAnnouncer, type Announcer } from './announcer.js';
 import { createLogger, stderrStatusLine } from './logger.js';
 import { cliProgress } from './progress.js';
-import type { StatusLine } from '../pipeline/progress.js';
+import type { ProgressStarter, StatusLine } from '../pipeline/progress.js';
 import { exportStopSlots, stopSlotsOptions, type StopSlotsFlags } from './commands/export-stop-slots.js';
 import { backfill, type BackfillFlags } from './commands/backfill.js';
 
@@ -99,6 +99,22 @@ async function withConfiguredPool<T>(work: (pool: import('pg').Pool) => Promise<
 export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLine): Command {
   // Read when a command runs, so a bad PROGRESS_INTERVAL_MS is that command's invalid request (exit 2).
   const progress = (enabled: boolean, bar = true) => cliProgress({ enabled, logger, line, bar });
+  /**
+   * The action of an `export` subcommand: one request under its id (given or new), every log line
+   * labelled with it, its announcements published through a Pub/Sub announcer, its summary printed.
+   */
+  const exportAction =
+    <Flags extends { readonly requestId?: string; readonly progress: boolean }>(
+      exportReport: (flags: Flags & { requestId: string }, log: Logger, signal: AbortSignal, announcer: () => Announcer, progress: ProgressStarter) => Promise<object>,
+    ) =>
+    (flags: Flags) => {
+      const { requestId, log } = forRequest(logger, flags.requestId);
+      return run(
+        async () =>
+          printSummary(await withCancellation(log, (signal) => exportReport({ ...flags, requestId }, log, signal, () => createAnnouncer(log), progress(flags.progress)))),
+        () => log,
+      );
+    };
   const program = new Command('audit-export')
     .description(
       "Exports merchants' chat data from PostgreSQL as spreadsheet-safe CSV in a zip.\n" +
@@ -122,16 +138,7 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
         'one CSV row per message of the chats created in [--from, --to), zipped;\n' +
           'parts of at most --rows-per-file rows, split between chats',
       ),
-  ).action((flags: ConversationFlags) => {
-    const { requestId, log } = forRequest(logger, flags.requestId);
-    return run(
-      async () =>
-        printSummary(
-          await withCancellation(log, (signal) => exportConversations({ ...flags, requestId }, log, signal, () => createAnnouncer(log), progress(flags.progress))),
-        ),
-      () => log,
-    );
-  });
+  ).action(exportAction(exportConversations));
 
   stopSlotsOptions(
     exportCommand
@@ -142,16 +149,7 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
           '[--from, --to) ended (dialogs with at least one bot message): one plain CSV per bot,\n' +
           'Slot ID, Slot Name, Slot Text, Dialogs, Share; header only when a bot had no dialogs.',
       ),
-  ).action((flags: StopSlotsFlags) => {
-    const { requestId, log } = forRequest(logger, flags.requestId);
-    return run(
-      async () =>
-        printSummary(
-          await withCancellation(log, (signal) => exportStopSlots({ ...flags, requestId }, log, signal, () => createAnnouncer(log), progress(flags.progress))),
-        ),
-      () => log,
-    );
-  });
+  ).action(exportAction(exportStopSlots));
 
   conversationOptions(
     program
