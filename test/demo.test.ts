@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, cp, mkdir, readdir, readFile, realpath, symlink } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, realpath, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { dirname, join, relative } from 'node:path';
@@ -10,6 +10,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { readEmailText } from '../cli/demo/email-text.js';
 import { collect, runCli, startCli, type CliResult } from './support/cli.js';
+import { embeddedLeftovers, ownTemporaryDirectory } from './support/embedded-leftovers.js';
 import { listFiles, temporaryDirectory } from './support/export.js';
 import { readZip } from './support/zip.js';
 
@@ -25,26 +26,6 @@ interface DemoSummary {
   inbox: string;
   emails: { file: string; to: string; subject: string; link: string }[];
   seconds: number;
-}
-
-/** A TMPDIR of the test's own, so only this run's embedded server counts; world-writable like /tmp (PostgreSQL runs as another user under root). */
-async function ownTemporaryDirectory(): Promise<string> {
-  const directory = await temporaryDirectory();
-  await chmod(directory, 0o1777);
-  return directory;
-}
-
-/** What the run left in its TMPDIR of embedded PostgreSQL data, and the processes still running with it on their command line. */
-async function leftovers(tmp: string): Promise<{ dataDirectories: string[]; processes: string[] }> {
-  const dataDirectories = (await readdir(tmp)).filter((name) => name.startsWith('audit-export-pg-'));
-  const processes: string[] = [];
-  if (existsSync('/proc')) {
-    for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
-      const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (commandLine.includes(tmp)) processes.push(`${pid}: ${commandLine.replace(/\0/g, ' ')}`);
-    }
-  }
-  return { dataDirectories, processes };
 }
 
 async function parsedInbox(directory: string): Promise<{ file: string; raw: Buffer; mail: ParsedMail }[]> {
@@ -134,7 +115,7 @@ describe('the demo (npm start)', () => {
     expect(result.stdout).toMatch(/\[1\/4\] Database[\s\S]*\[2\/4\] Inbox[\s\S]*\[3\/4\] Conversation export[\s\S]*\[4\/4\] Stop-slots report/);
     expect(result.stdout).toContain('Done in ');
     expect(result.stderr).not.toContain('"severity":"INFO"');
-    expect(await leftovers(tmp)).toEqual({ dataDirectories: [], processes: [] });
+    expect(await embeddedLeftovers(tmp)).toEqual({ dataDirectories: [], processes: [] });
   });
 
   it('takes --email, --locale and --out: the inbox goes under --out', async () => {
@@ -170,7 +151,7 @@ describe('the demo (npm start)', () => {
     const result = await collect(child);
     expect(result.code, result.stderr).toBe(3);
     expect(stdout).not.toContain('Done in');
-    expect(await leftovers(tmp)).toEqual({ dataDirectories: [], processes: [] });
+    expect(await embeddedLeftovers(tmp)).toEqual({ dataDirectories: [], processes: [] });
     const port = Number(/smtp:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)?.[1]);
     const refused = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1');
