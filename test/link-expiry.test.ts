@@ -5,7 +5,7 @@
  * Real signer against the fake Cloud Storage (objects aged with `timeCreated`, links judged on the
  * fake's shiftable clock), real SMTP server, real state database.
  */
-import { mkdtemp, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -49,6 +49,7 @@ afterAll(async () => {
   transport?.close();
   await smtp?.close();
   await fake?.close();
+  if (directory !== undefined) await rm(directory, { recursive: true, force: true });
 });
 
 let counter = 0;
