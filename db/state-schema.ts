@@ -3,6 +3,9 @@
  * `DATABASE_URL`) rather than in the source tables the export reads. Every statement is idempotent,
  * so `db migrate` may run any number of times, also concurrently (see {@link migrateState}).
  *
+ * `audit_export_requests.status` is one of `RequestStatus` (jobs/lifecycle/state.ts); `expired` is
+ * the mail step's: the file was gone or about to be when its announcement came.
+ *
  * One row per (request, recipient): the claim that makes each download e-mail go out once.
  * - `pending`: known, not being sent (a send failed transiently; the next delivery retries it).
  * - `sending`: claimed by a mailer since `claimed_at` under `claim_token`; a claim older than the
@@ -23,7 +26,7 @@ CREATE TABLE IF NOT EXISTS audit_export_requests (
   identity text,
   request jsonb,
   requested_by jsonb,
-  status text NOT NULL CHECK (status IN ('queued', 'running', 'uploaded', 'delivered', 'failed', 'cancelled', 'rejected', 'coalesced')),
+  status text NOT NULL CHECK (status IN ('queued', 'running', 'uploaded', 'delivered', 'failed', 'cancelled', 'rejected', 'coalesced', 'expired')),
   attempts integer NOT NULL DEFAULT 0,
   rows bigint,
   bytes bigint,
@@ -41,6 +44,20 @@ CREATE TABLE IF NOT EXISTS audit_export_requests (
   updated_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT audit_export_requests_coalesced_check CHECK ((status = 'coalesced') = (coalesced_into IS NOT NULL))
 );
+-- A table made before the status 'expired' existed gets it. Only then: re-adding the constraint
+-- scans the table under an exclusive lock.
+DO $$
+BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_constraint
+    WHERE conrelid = 'audit_export_requests'::regclass AND conname = 'audit_export_requests_status_check'
+      AND pg_get_constraintdef(oid) LIKE '%''expired''%'
+  ) THEN
+    ALTER TABLE audit_export_requests DROP CONSTRAINT IF EXISTS audit_export_requests_status_check;
+    ALTER TABLE audit_export_requests ADD CONSTRAINT audit_export_requests_status_check
+      CHECK (status IN ('queued', 'running', 'uploaded', 'delivered', 'failed', 'cancelled', 'rejected', 'coalesced', 'expired'));
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS audit_export_requests_identity_idx ON audit_export_requests (identity, status);
 CREATE INDEX IF NOT EXISTS audit_export_requests_merchant_idx ON audit_export_requests (merchant_id, created_at DESC);
 

@@ -373,6 +373,34 @@ export async function signReadUrl(storage: Storage, object: GcsObjectReference, 
   return { url, expiresAt };
 }
 
+/**
+ * When the object (that generation, if given) was created: its `timeCreated`, which the bucket's
+ * lifecycle `age` counts from. Needs `storage.objects.get`, as signing a link to it does.
+ * @returns undefined when there is no such object (or no such generation).
+ * @throws Error when Cloud Storage answers without a valid `timeCreated`, or for any other failure.
+ */
+export async function readObjectCreationTime(storage: Storage, object: GcsObjectReference): Promise<Date | undefined> {
+  if (object.generation !== undefined && !/^\d+$/.test(object.generation)) {
+    throw new TypeError(`Expected generation to be a decimal string, got ${JSON.stringify(object.generation)}`);
+  }
+  let metadata: FileMetadata;
+  try {
+    // As a query parameter, the generation stays a string (a File option would make it a number).
+    [metadata] = await storage
+      .bucket(object.bucket)
+      .file(object.object)
+      .getMetadata(object.generation === undefined ? {} : ({ generation: object.generation } as Record<string, string>));
+  } catch (error) {
+    if (httpStatusOf(error) === 404) return undefined;
+    throw error;
+  }
+  const created = typeof metadata.timeCreated === 'string' ? new Date(metadata.timeCreated) : undefined;
+  if (created === undefined || Number.isNaN(created.getTime())) {
+    throw new Error(`Cloud Storage answered without a valid timeCreated for gs://${object.bucket}/${object.object}: ${JSON.stringify(metadata.timeCreated)}`);
+  }
+  return created;
+}
+
 function storedObjectOf(bucket: string, metadata: FileMetadata): StoredObject {
   const { name, generation, size } = metadata;
   if (typeof name !== 'string' || generation === undefined || size === undefined) {

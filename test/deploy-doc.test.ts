@@ -11,6 +11,7 @@ import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_READY_TOPIC } from '../cli/announcer.js';
 import { buildProgram } from '../cli/program.js';
+import { DEFAULT_RETENTION_DAYS } from '../jobs/mailer/link-window.js';
 import { MAX_SIGNED_URL_SECONDS } from '../sinks/gcs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -173,5 +174,13 @@ describe('docs/deploy.md against the code', () => {
     expect(rule?.condition.matchesPrefix).toEqual([`${outputUri}/`]);
     expect(doc).toMatch(/--out=gs:\/\/\$BUCKET\/backfill/);
     expect(`backfill/`.startsWith(rule?.condition.matchesPrefix[0] as string)).toBe(false);
+  });
+
+  it("tells the mail step the lifecycle's age, so that no link outlives its file", () => {
+    const age = Number(/"age": (\d+)/.exec(doc)?.[1]);
+    const set = [...doc.matchAll(/EXPORT_RETENTION_DAYS=(\d+)/g)].map((match) => Number(match[1]));
+    expect(set.length).toBeGreaterThan(0);
+    for (const days of set) expect(days).toBe(age);
+    expect(DEFAULT_RETENTION_DAYS).toBe(age);
   });
 });

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { migrateState } from '../db/migrate.js';
 import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
-import { cancelRequest, claim, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
+import { cancelRequest, claim, markExpired, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
 import { Writable } from 'node:stream';
 import { progressStarter } from '../pipeline/progress.js';
 import { FileOutputTarget } from '../sinks/file.js';
@@ -122,6 +122,17 @@ describe('the request lifecycle', () => {
     expect(announced[0]?.parameters.timezone).toBe('America/Bogota');
     const again = await processRequest(data(doc), deps);
     expect(again).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', attempts: 1 } });
+    expect(announced).toHaveLength(1);
+    expect(await listFiles(directory)).toHaveLength(1);
+  });
+
+  it('acks a redelivered request the mail step marked expired, exporting and announcing nothing more', async () => {
+    const { deps, directory, announced } = await harness();
+    const doc = request({ recipients: ['ana@merchant.test'] });
+    await processRequest(data(doc), deps);
+    expect(await markExpired(deps.state, String(doc.requestId), 'object file:///x.zip is gone')).toBe('expired');
+    const again = await processRequest(data(doc), deps);
+    expect(again).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'expired', error: 'object file:///x.zip is gone', attempts: 1 } });
     expect(announced).toHaveLength(1);
     expect(await listFiles(directory)).toHaveLength(1);
   });

@@ -55,4 +55,29 @@ describe('db migrate (state)', () => {
     await expect(insert('sent', null, null)).rejects.toThrow(/audit_export_deliveries_sent_at_check/);
     await expect(insert('sending', '7f1c6a49-5d5c-4c1e-9a4e-3f1f2b0c9d11', null)).resolves.toBeDefined();
   });
+
+  it("adds the status 'expired' to a requests table made before it existed, once, keeping the rows and the other statuses' check", async () => {
+    await migrateState(db.pool);
+    // The table as an earlier release created it.
+    await db.pool.query(`
+      ALTER TABLE audit_export_requests DROP CONSTRAINT audit_export_requests_status_check;
+      ALTER TABLE audit_export_requests ADD CONSTRAINT audit_export_requests_status_check
+        CHECK (status IN ('queued', 'running', 'uploaded', 'delivered', 'failed', 'cancelled', 'rejected', 'coalesced'))`);
+    await db.pool.query(`INSERT INTO audit_export_requests (request_id, kind, status) VALUES ('r-old', 'conversations', 'delivered')`);
+    const expire = () => db.pool.query(`UPDATE audit_export_requests SET status = 'expired' WHERE request_id = 'r-old'`);
+    await expect(expire()).rejects.toThrow(/audit_export_requests_status_check/);
+
+    await Promise.all([migrateState(db.pool), migrateState(db.pool), migrateState(db.pool)]);
+    await expect(expire()).resolves.toMatchObject({ rowCount: 1 });
+    await expect(db.pool.query(`UPDATE audit_export_requests SET status = 'gone' WHERE request_id = 'r-old'`)).rejects.toThrow(
+      /audit_export_requests_status_check/,
+    );
+    const constraints = async () =>
+      (await db.pool.query<{ oid: number }>(`SELECT oid FROM pg_constraint WHERE conname = 'audit_export_requests_status_check'`)).rows;
+    const before = await constraints();
+    expect(before).toHaveLength(1);
+    // Already there: migrating again leaves the constraint as it is (no drop, no table scan).
+    await migrateState(db.pool);
+    expect(await constraints()).toEqual(before);
+  });
 });

@@ -60,9 +60,12 @@ export interface MailStep {
 /**
  * Builds the mail step from the environment: `SMTP_URL`, `MAIL_FROM`, `MAIL_BRAND` (default
  * B2Chat), `MAIL_SUBJECT`, `MAIL_MAX_CONNECTIONS` (default 2), `MAIL_RATE_LIMIT` (messages per second, default 10), the
- * state database, and Cloud Storage for signing links.
+ * state database, and Cloud Storage for signing links (`EXPORT_RETENTION_DAYS`, default 8: no link
+ * outlives its file).
  */
 export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<MailStep> {
+  // First: a bad EXPORT_RETENTION_DAYS fails before anything is opened.
+  const signLink: (announcement: ReadyAnnouncement) => Promise<{ url: string; expiresAt: Date }> = createLinkSigner(env);
   const transport = createMailTransport({
     url: required(env, 'SMTP_URL', 'the mail step sends through this SMTP server'),
     from: required(env, 'MAIL_FROM', 'the sender of the e-mails'),
@@ -80,7 +83,6 @@ export async function openMailStep(logger: Logger, env: NodeJS.ProcessEnv = proc
     await pool.end();
     throw error;
   }
-  const signLink: (announcement: ReadyAnnouncement) => Promise<{ url: string; expiresAt: Date }> = createLinkSigner(env);
   const deps: MailerDeps = {
     pool,
     transport,

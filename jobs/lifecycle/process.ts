@@ -142,6 +142,8 @@ async function act(request: ExportRequest, record: RequestRecord, deps: Lifecycl
   switch (record.status) {
     case 'coalesced':
     case 'delivered':
+    // Announced, and the mail step found the file gone (or nearly): the same id cannot do better.
+    case 'expired':
       return { verdict: 'ack', exitCode: 0, record };
     case 'rejected':
       return { verdict: 'ack', exitCode: 2, record };

@@ -5,7 +5,7 @@ import type { StoredReport } from '../reports.js';
 import type { ExportRequest } from '../requests.js';
 
 /** Where a request is in its life. */
-export type RequestStatus = 'queued' | 'running' | 'uploaded' | 'delivered' | 'failed' | 'cancelled' | 'rejected' | 'coalesced';
+export type RequestStatus = 'queued' | 'running' | 'uploaded' | 'delivered' | 'failed' | 'cancelled' | 'rejected' | 'coalesced' | 'expired';
 
 /** One row of `audit_export_requests`, as `status` prints it. */
 export interface RequestRecord {
@@ -297,6 +297,28 @@ export async function markDelivered(pool: pg.Pool, requestId: string): Promise<v
      WHERE request_id = $1 AND status = 'uploaded'`,
     [requestId],
   );
+}
+
+/**
+ * uploaded or delivered → expired: the mail step found the stored file gone, or too close to its
+ * deletion by the bucket's lifecycle, to e-mail a link to it. `reason` is kept in `error`; a
+ * request with several files (one per bot) collects one reason per file, each once, however often
+ * its announcement comes again.
+ * @returns the request's status afterwards, or undefined when the state has no such request (an
+ * `export --email` run outside the lifecycle).
+ */
+export async function markExpired(pool: pg.Pool, requestId: string, reason: string): Promise<RequestStatus | undefined> {
+  const { rows } = await pool.query<{ status: RequestStatus }>(
+    `UPDATE audit_export_requests
+     SET status = 'expired', error = CASE WHEN status = 'expired' AND error IS NOT NULL THEN error || '; ' || $2 ELSE $2 END,
+         worker = NULL, heartbeat_at = NULL, updated_at = now()
+     WHERE request_id = $1
+       AND (status IN ('uploaded', 'delivered') OR (status = 'expired' AND strpos(coalesce(error, ''), $2) = 0))
+     RETURNING status`,
+    [requestId, reason],
+  );
+  if (rows[0] !== undefined) return rows[0].status;
+  return (await readRequest(pool, requestId))?.status;
 }
 
 /** running (held by `worker`) → failed, with the error; a redelivery retries it. */

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { parseAnnouncement, type ReadyAnnouncement } from '../announcement.js';
 import { InvalidRequestError } from '../errors.js';
+import { markExpired } from '../lifecycle/state.js';
 import {
   claimDelivery,
   DEFAULT_LEASE_MS,
@@ -16,6 +17,7 @@ import {
 } from './deliveries.js';
 import { requestLogger, secondsSince } from '../../config/logs.js';
 import { hashEmail, maskEmail, redactEmails } from '../../config/privacy.js';
+import { LinkUnavailableError } from './link-window.js';
 import { classifySmtpError, type MailTransport, type SmtpAcceptance } from './smtp.js';
 import { renderDownloadEmail, type DownloadLink, type RenderedEmail } from './templates.js';
 
@@ -26,8 +28,10 @@ export interface MailerDeps {
   readonly transport: MailTransport;
   /**
    * Signs the download link of the announced object. Called at most once per announcement, and
-   * only when some recipient still needs the e-mail. Throw an {@link InvalidRequestError} when the
-   * link can never be made (the announcement is then acknowledged); any other error is retried.
+   * only when some recipient still needs the e-mail. Throw a {@link LinkUnavailableError} when the
+   * object is gone or too close to its deletion (the announcement is acknowledged and the request
+   * marked `expired`), an {@link InvalidRequestError} when the link can never be made for another
+   * reason (the announcement is acknowledged); any other error is retried.
    */
   readonly signLink: (announcement: ReadyAnnouncement) => Promise<DownloadLink>;
   readonly logger: Logger;
@@ -142,6 +146,10 @@ function positive(name: string, value: number | undefined, fallback: number): nu
  *   the e-mail rendered once, and each recipient is claimed, sent one message (HTML and text) of
  *   its own, and recorded right after the server's reply: `sent` on 250, `rejected` on a permanent
  *   refusal (see `classifySmtpError`; never retried, the announcement is still acknowledged).
+ * - When `signLink` finds the file gone, or less than an hour from its deletion by the bucket's
+ *   lifecycle (a late announcement: a backlog, a dead-letter replay), nothing is sent: the request
+ *   is marked `expired` in `audit_export_requests` with the reason (see `markExpired`), a warning
+ *   says why, and the announcement is acknowledged (a nack if that record cannot be written).
  * - A transient failure releases that recipient's claim and the call goes on with the others, so a
  *   deferral for one address does not hold back the rest; the result is then `nack`, and the
  *   redelivery sends only to recipients not yet `sent` or `rejected`. When the server cannot be
@@ -209,6 +217,21 @@ export async function handleAnnouncement(data: Buffer, deps: MailerDeps): Promis
       ...(deps.timeZone === undefined ? {} : { timeZone: deps.timeZone }),
     });
   } catch (error) {
+    if (error instanceof LinkUnavailableError) {
+      // A late announcement (a backlog, a dead-letter replay): a link to this file would 404.
+      let requestStatus: string | undefined;
+      try {
+        requestStatus = await markExpired(deps.pool, announcement.requestId, error.message);
+      } catch (stateError) {
+        counts.pending = todo.length;
+        return result('nack', `state database: ${describeError(stateError)}`);
+      }
+      log.warn(
+        { reason: error.message, uri: announcement.uri, recipients: todo.length, requestStatus: requestStatus ?? null },
+        'announcement acknowledged without sending: the file is gone or about to be deleted',
+      );
+      return result('ack', `not mailed: ${error.message}`);
+    }
     if (error instanceof InvalidRequestError) {
       counts.pending = 0;
       return result('ack', `no link can be made: ${describeError(error)}`);

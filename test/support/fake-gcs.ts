@@ -37,6 +37,7 @@ export interface FakeObject {
   readonly crc32c: string;
   /** Base64 MD5. */
   readonly md5Hash: string;
+  /** When the object was created, as the JSON API's `timeCreated` (and `updated`) report it; see {@link FakeGcs.setTimeCreated}. */
   readonly timeCreated: Date;
 }
 
@@ -118,8 +119,17 @@ export interface FakeGcs {
   clockSkewMs: number;
   /** Accepts V4 signatures by `clientEmail` that verify with `publicKey`. */
   trustSigner(clientEmail: string, publicKey: KeyObject): void;
-  /** Stores an object directly, bypassing the API (for setting up a test). */
-  putObject(bucket: string, name: string, bytes: Buffer, options?: { contentType?: string; metadata?: Record<string, string> }): FakeObject;
+  /**
+   * Stores an object directly, bypassing the API (for setting up a test). `timeCreated` (default
+   * now) backdates it, as if the upload happened then.
+   */
+  putObject(bucket: string, name: string, bytes: Buffer, options?: { contentType?: string; metadata?: Record<string, string>; timeCreated?: Date }): FakeObject;
+  /**
+   * Makes the live object `name` report `timeCreated` (same bytes and generation), as if it had
+   * been uploaded then: with {@link clockSkewMs} this ages an object without waiting.
+   * @throws Error when there is no such object.
+   */
+  setTimeCreated(bucket: string, name: string, timeCreated: Date): FakeObject;
   /** Stops listening and cuts every open connection. */
   close(): Promise<void>;
 }
@@ -346,9 +356,25 @@ class FakeGcsServer implements FakeGcs {
     this.#signers.set(clientEmail, publicKey);
   }
 
-  putObject(bucket: string, name: string, bytes: Buffer, options: { contentType?: string; metadata?: Record<string, string> } = {}): FakeObject {
+  putObject(bucket: string, name: string, bytes: Buffer, options: { contentType?: string; metadata?: Record<string, string>; timeCreated?: Date } = {}): FakeObject {
     this.#bucket(bucket);
-    return this.#store(bucket, name, bytes, options.contentType ?? 'application/octet-stream', undefined, options.metadata ?? {});
+    const object = this.#store(bucket, name, bytes, options.contentType ?? 'application/octet-stream', undefined, options.metadata ?? {});
+    return options.timeCreated === undefined ? object : this.setTimeCreated(bucket, name, options.timeCreated);
+  }
+
+  setTimeCreated(bucket: string, name: string, timeCreated: Date): FakeObject {
+    const live = this.object(bucket, name);
+    if (live === undefined) throw new Error(`Fake GCS: no object ${bucket}/${name} to set timeCreated on`);
+    if (!(timeCreated instanceof Date) || Number.isNaN(timeCreated.getTime())) throw new TypeError(`Expected timeCreated to be a valid Date, got ${String(timeCreated)}`);
+    // A copy keeps the `bytes` getter (spreading would read it once and freeze it).
+    const aged: FakeObject = Object.create(Object.getPrototypeOf(live) as object, {
+      ...Object.getOwnPropertyDescriptors(live),
+      timeCreated: { value: timeCreated, enumerable: true },
+    }) as FakeObject;
+    const path = this.#files.get(live);
+    if (path !== undefined) this.#files.set(aged, path);
+    this.objects.set(`${bucket}/${name}`, aged);
+    return aged;
   }
 
   /** Dispatches one request. Unknown routes get 404, as from the real service. */
