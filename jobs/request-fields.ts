@@ -47,8 +47,13 @@ export function parseId(field: string, value: unknown): string {
   return text;
 }
 
+/** True when year-month-day is a day of the (proleptic Gregorian) calendar, years 1 to 9999 included. */
 export function isCalendarDate(year: number, month: number, day: number): boolean {
-  const date = new Date(Date.UTC(year, month - 1, day));
+  // Year 0 is 1 BC, which PostgreSQL does not read in ISO form.
+  if (year < 1) return false;
+  // setUTCFullYear, not Date.UTC: Date.UTC reads years 0 to 99 as 1900 to 1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
   return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
