@@ -1,3 +1,4 @@
+import { describe } from '../config/env.js';
 import { InvalidRequestError } from './errors.js';
 
 /** The e-mail languages. */
@@ -12,17 +13,23 @@ export const LINK_SECONDS: Readonly<Record<string, number>> = { conversations: 6
 export const MAX_RECIPIENTS = 20;
 
 // Deliberately plain: one @, no spaces or angle brackets, a dot in the domain. SMTP has the last word.
-const EMAIL = /^[^\s@<>(),;:"[\]\\]+@[^\s@<>(),;:"[\]\\]+\.[^\s@<>(),;:"[\]\\]+$/;
+// Internationalised addresses pass; control characters (NUL, CR, LF, DEL, C1), format characters
+// (bidi overrides, zero-width spaces) and separators never do: they could end an SMTP command or a
+// header line, or make an address look like another.
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const EMAIL = /^[^\s\p{Cc}\p{Cf}\p{Z}@<>(),;:"[\]\\]+@[^\s\p{Cc}\p{Cf}\p{Z}@<>(),;:"[\]\\]+\.[^\s\p{Cc}\p{Cf}\p{Z}@<>(),;:"[\]\\]+$/u;
 
 /**
  * Validates one e-mail address and normalises it (trimmed, domain lower-cased).
  * @throws InvalidRequestError naming `field`.
  */
 export function parseEmailAddress(field: string, value: unknown): string {
-  if (typeof value !== 'string') throw new InvalidRequestError(field, `expected an e-mail address, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'string') throw new InvalidRequestError(field, `expected an e-mail address, got ${describe(value)}`);
   const trimmed = value.trim();
-  if (trimmed.length > 254 || !EMAIL.test(trimmed)) {
-    throw new InvalidRequestError(field, `${JSON.stringify(value)} is not a valid e-mail address`);
+  // With the u flag a lone surrogate is one code point the class lets through: refuse it here.
+  if (trimmed.length > 254 || !EMAIL.test(trimmed) || LONE_SURROGATE.test(trimmed)) {
+    throw new InvalidRequestError(field, `${describe(value)} is not a valid e-mail address`);
   }
   const at = trimmed.lastIndexOf('@');
   return `${trimmed.slice(0, at)}@${trimmed.slice(at + 1).toLowerCase()}`;
@@ -35,7 +42,7 @@ export function parseEmailAddress(field: string, value: unknown): string {
  */
 export function parseRecipients(field: string, value: unknown): string[] {
   if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw new InvalidRequestError(field, `expected a list of e-mail addresses, got ${JSON.stringify(value)}`);
+  if (!Array.isArray(value)) throw new InvalidRequestError(field, `expected a list of e-mail addresses, got ${describe(value)}`);
   const seen = new Set<string>();
   const recipients: string[] = [];
   value.forEach((item, index) => {
@@ -54,7 +61,7 @@ export function parseRecipients(field: string, value: unknown): string[] {
 export function parseLocale(field: string, value: unknown): Locale {
   if (value === undefined || value === null) return 'en';
   if (typeof value !== 'string' || !(LOCALES as readonly string[]).includes(value)) {
-    throw new InvalidRequestError(field, `expected one of ${LOCALES.join(', ')}, got ${JSON.stringify(value)}`);
+    throw new InvalidRequestError(field, `expected one of ${LOCALES.join(', ')}, got ${describe(value)}`);
   }
   return value as Locale;
 }
@@ -101,13 +108,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function text(field: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0) throw new InvalidRequestError(field, `expected a non-empty text, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'string' || value.length === 0) throw new InvalidRequestError(field, `expected a non-empty text, got ${describe(value)}`);
   return value;
 }
 
 function count(field: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidRequestError(field, `expected a whole number from 0 up, got ${JSON.stringify(value)}`);
+    throw new InvalidRequestError(field, `expected a whole number from 0 up, got ${describe(value)}`);
   }
   return value;
 }
@@ -118,14 +125,14 @@ function count(field: string, value: unknown): number {
  * reported, never retried.
  */
 export function parseAnnouncement(input: unknown): ReadyAnnouncement {
-  if (!isRecord(input)) throw new InvalidRequestError('announcement', `expected a JSON object, got ${JSON.stringify(input)}`);
+  if (!isRecord(input)) throw new InvalidRequestError('announcement', `expected a JSON object, got ${describe(input)}`);
   const bucket = input.bucket === null ? null : text('bucket', input.bucket);
   const uri = text('uri', input.uri);
   if (bucket === null && !uri.startsWith('file://')) throw new InvalidRequestError('bucket', 'required unless uri is a file:// URI');
   const generation = text('generation', input.generation);
-  if (!/^\d+$/.test(generation)) throw new InvalidRequestError('generation', `expected a decimal string, got ${JSON.stringify(generation)}`);
+  if (!/^\d+$/.test(generation)) throw new InvalidRequestError('generation', `expected a decimal string, got ${describe(generation)}`);
   const createdAt = text('createdAt', input.createdAt);
-  if (Number.isNaN(Date.parse(createdAt))) throw new InvalidRequestError('createdAt', `expected an ISO-8601 timestamp, got ${JSON.stringify(createdAt)}`);
+  if (Number.isNaN(Date.parse(createdAt))) throw new InvalidRequestError('createdAt', `expected an ISO-8601 timestamp, got ${describe(createdAt)}`);
   const linkSeconds = count('linkSeconds', input.linkSeconds);
   if (linkSeconds < 1 || linkSeconds > 604_800) {
     throw new InvalidRequestError('linkSeconds', `expected 1 to 604800 (7 days, the V4 signature maximum), got ${linkSeconds}`);

@@ -47,8 +47,13 @@ export function parseId(field: string, value: unknown): string {
   return text;
 }
 
+/** True when year-month-day is a day of the (proleptic Gregorian) calendar, years 1 to 9999 included. */
 export function isCalendarDate(year: number, month: number, day: number): boolean {
-  const date = new Date(Date.UTC(year, month - 1, day));
+  // Year 0 is 1 BC, which PostgreSQL does not read in ISO form.
+  if (year < 1) return false;
+  // setUTCFullYear, not Date.UTC: Date.UTC reads years 0 to 99 as 1900 to 1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
   return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
@@ -82,16 +87,43 @@ export function parseRangeBound(field: string, value: unknown): RangeBound {
   return { kind: 'instant', iso: value, epochMs };
 }
 
+/**
+ * The most distinct values a list field (a filter, `botIds`) takes. A thousand agents or bots is
+ * far beyond any real request, and keeps the inlined SQL of an export to a few hundred KB.
+ */
+export const MAX_LIST_VALUES = 1000;
+
+/**
+ * Parses a list field item by item (`field[i]` names a bad item) and drops duplicates; more than
+ * {@link MAX_LIST_VALUES} distinct values is refused, naming the limit.
+ */
 export function parseList<T>(field: string, value: unknown, parseItem: (field: string, item: unknown) => T): T[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw new InvalidRequestError(field, `expected a list, got ${describe(value)}`);
-  const items = value.map((item, index) => parseItem(`${field}[${index}]`, item));
-  return [...new Set(items)];
+  const items = new Set<T>();
+  value.forEach((item, index) => items.add(parseItem(`${field}[${index}]`, item)));
+  if (items.size > MAX_LIST_VALUES) {
+    throw new InvalidRequestError(field, `at most ${MAX_LIST_VALUES} distinct values, got ${items.size}`);
+  }
+  return [...items];
 }
 
+// C0 and C1 controls and DEL: no provider or alias holds one. A NUL would end the SQL text the
+// export sends (the protocol's strings are NUL-terminated), and a line break forges log lines.
+const CONTROL = /\p{Cc}/u;
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Parses a free-text filter value: 1 to 200 characters, no control characters, well-formed
+ * UTF-16 (a lone surrogate would reach PostgreSQL as U+FFFD and match something else).
+ */
 export function parseText(field: string, value: unknown): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
     throw new InvalidRequestError(field, `expected a non-empty text of at most 200 characters, got ${describe(value)}`);
+  }
+  if (CONTROL.test(value) || LONE_SURROGATE.test(value)) {
+    throw new InvalidRequestError(field, `expected text without control characters or lone surrogates, got ${describe(value)}`);
   }
   return value;
 }

@@ -1,10 +1,11 @@
-import { readFile } from 'node:fs/promises';
-import { text } from 'node:stream/consumers';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createPool } from '../../db/connection.js';
 import { migrateState } from '../../db/migrate.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
+import { MAX_REQUEST_BYTES, REQUEST_SIZE_RULE } from '../../jobs/requests.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
 import { consumeSubscription } from '../../jobs/mailer/pull.js';
 import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
@@ -100,18 +101,52 @@ export async function openLifecycle(
   };
 }
 
-/** Reads the request of `run`: `--request FILE`, `--request -` (stdin), or `EXPORT_REQUEST` (JSON or its base64). */
+/**
+ * Reads at most {@link MAX_REQUEST_BYTES} (and one byte more, to know) from `stream`, then stops:
+ * a larger document is refused by its size without being buffered.
+ */
+async function readBounded(stream: Readable, field: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (size > MAX_REQUEST_BYTES) {
+      stream.destroy();
+      throw new InvalidRequestError(field, REQUEST_SIZE_RULE);
+    }
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/**
+ * Reads the request of `run`: `--request FILE`, `--request -` (stdin), or `EXPORT_REQUEST` (JSON or
+ * its base64); at most {@link MAX_REQUEST_BYTES}, refused by size before anything is parsed.
+ */
 export async function readRunRequest(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (file === '-') return await text(process.stdin);
+  if (file === '-') return await readBounded(process.stdin, '--request');
   if (file !== undefined) {
+    let stream: Readable;
     try {
-      return await readFile(file, 'utf8');
+      const handle = await open(file, 'r');
+      stream = handle.createReadStream();
     } catch (error) {
       throw new InvalidRequestError('--request', `cannot read ${JSON.stringify(file)}: ${(error as Error).message}`);
+    }
+    try {
+      return await readBounded(stream, '--request');
+    } catch (error) {
+      if (error instanceof InvalidRequestError) throw error;
+      throw new InvalidRequestError('--request', `cannot read ${JSON.stringify(file)}: ${(error as Error).message}`);
+    } finally {
+      stream.destroy();
     }
   }
   const inline = setting(env, 'EXPORT_REQUEST');
   if (inline === undefined) throw new InvalidRequestError('--request', 'give --request FILE, --request - (stdin) or EXPORT_REQUEST');
+  // Base64 is a third longer than what it holds: the size rule is the document's, so allow for it.
+  if (Buffer.byteLength(inline) > Math.ceil((MAX_REQUEST_BYTES * 4) / 3) + 4) throw new InvalidRequestError('EXPORT_REQUEST', REQUEST_SIZE_RULE);
   const trimmed = inline.trim();
   if (trimmed.startsWith('{')) return trimmed;
   const decoded = Buffer.from(trimmed, 'base64').toString('utf8');

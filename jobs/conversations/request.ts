@@ -51,7 +51,8 @@ export interface ConversationRequest extends CommonRequestFields {
 }
 
 function parseStatus(field: string, value: unknown): ChatStatus {
-  if (typeof value !== 'string' || !(CHAT_STATUSES as readonly string[]).includes(value.toUpperCase())) {
+  // ASCII only: Unicode case mapping would turn "cloſed" (long s) into CLOSED.
+  if (typeof value !== 'string' || !/^[A-Za-z_]+$/.test(value) || !(CHAT_STATUSES as readonly string[]).includes(value.toUpperCase())) {
     throw new InvalidRequestError(field, `expected one of ${CHAT_STATUSES.join(', ')}, got ${describe(value)}`);
   }
   return value.toUpperCase() as ChatStatus;

@@ -9,7 +9,7 @@ import type { ReadyAnnouncement } from '../announcement.js';
 import { announceReports, runReport } from '../reports.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
 import { REQUEST_ID } from '../request-fields.js';
-import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
+import { parseExportRequest, parseRequestDocument, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
   heartbeat,
@@ -92,7 +92,7 @@ export async function processRequest(data: Buffer | string, deps: LifecycleDeps,
  */
 export function requestIdOf(data: Buffer | string): string | undefined {
   try {
-    const input: unknown = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+    const input = parseRequestDocument(data);
     if (typeof input !== 'object' || input === null) return undefined;
     const { requestId } = input as Record<string, unknown>;
     return typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : undefined;
@@ -110,11 +110,13 @@ async function processOnce(data: Buffer | string, deps: LifecycleDeps, messageId
       : `content-${createHash('sha256').update(data).digest('hex').slice(0, 32)}`;
   let input: unknown;
   try {
-    input = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
-  } catch {
-    const record = await recordRejected(deps.state, derivedId(), 'unknown', null, 'request: not valid JSON');
+    input = parseRequestDocument(data);
+  } catch (error) {
+    if (!(error instanceof InvalidRequestError)) throw error;
+    // Too large, not JSON, or ambiguous (a key twice): even its request id cannot be trusted.
+    const record = await recordRejected(deps.state, derivedId(), 'unknown', null, error.message);
     requestLogger(deps.logger, record.requestId).warn({ reason: record.error }, 'request rejected');
-    return { verdict: 'ack', exitCode: 2, record };
+    return { verdict: 'ack', exitCode: record.status === 'rejected' ? 2 : 0, record };
   }
   let request: ExportRequest;
   try {

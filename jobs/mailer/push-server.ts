@@ -12,6 +12,12 @@ export const PUSH_PATH = '/pubsub/push';
 export const HEALTH_PATH = '/healthz';
 /** Largest request body accepted (Pub/Sub messages are at most 10 MB; announcements are a few KiB). */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * How long a client has to send a whole request, headers and body (default of
+ * `PUSH_REQUEST_TIMEOUT_MS`): Pub/Sub sends a push at once, so only a stalled or trickling client
+ * (slowloris) comes near it. The handler's own time is not counted.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** How long {@link PushServer.close} waits for requests in flight. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** The attributes of a ready announcement: what an unwrapped push carries over from its headers. */
@@ -101,6 +107,12 @@ export interface PushServerOptions {
   readonly attributeNames?: readonly string[];
   /** Larger bodies get 413 (default {@link DEFAULT_MAX_BODY_BYTES}). */
   readonly maxBodyBytes?: number;
+  /**
+   * A request whose headers and body have not all arrived this long after it started is answered
+   * 408 and its connection closed (default `PUSH_REQUEST_TIMEOUT_MS`, else
+   * {@link DEFAULT_REQUEST_TIMEOUT_MS}).
+   */
+  readonly requestTimeoutMs?: number;
   /** How long close waits for requests in flight (default {@link DEFAULT_CLOSE_TIMEOUT_MS}). */
   readonly closeTimeoutMs?: number;
   /** Where the `PUSH_*` defaults come from (default `process.env`). */
@@ -171,13 +183,23 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
   if (typeof logger?.child !== 'function') throw new TypeError(`Expected \`logger\` to be a pino logger, got ${describe(logger)}`);
   const maxBodyBytes = wholeNumber('maxBodyBytes', options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 1, 10 * 1024 * 1024 + 65_536);
   const closeTimeoutMs = wholeNumber('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, 0, 3_600_000);
+  const env = options.env ?? process.env;
+  const requestTimeoutSetting = setting(env, 'PUSH_REQUEST_TIMEOUT_MS');
+  if (requestTimeoutSetting !== undefined && !/^\d+$/.test(requestTimeoutSetting)) {
+    throw new TypeError(`Expected PUSH_REQUEST_TIMEOUT_MS to be a whole number of milliseconds, got ${describe(requestTimeoutSetting)}`);
+  }
+  const requestTimeoutMs = wholeNumber(
+    options.requestTimeoutMs === undefined && requestTimeoutSetting !== undefined ? 'PUSH_REQUEST_TIMEOUT_MS' : 'requestTimeoutMs',
+    options.requestTimeoutMs ?? (requestTimeoutSetting === undefined ? DEFAULT_REQUEST_TIMEOUT_MS : Number(requestTimeoutSetting)),
+    100,
+    3_600_000,
+  );
   const attributeNames = options.attributeNames ?? ANNOUNCEMENT_ATTRIBUTES;
   if (!Array.isArray(attributeNames) || attributeNames.some((name) => typeof name !== 'string' || name === '')) {
     throw new TypeError(`Expected \`attributeNames\` to be a list of attribute names, got ${describe(attributeNames)}`);
   }
   // HTTP folds header case; attributes are matched without it and keep their declared spelling.
   const attributeByHeader = new Map(attributeNames.map((name) => [name.toLowerCase(), name]));
-  const env = options.env ?? process.env;
   const audience = options.audience ?? setting(env, 'PUSH_AUDIENCE');
   if (audience !== undefined && (typeof audience !== 'string' || audience.trim() === '')) {
     throw new TypeError(`Expected \`audience\` to be a non-empty string, got ${describe(audience)}`);
@@ -210,15 +232,35 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
     }
   };
 
-  const readBody = async (request: IncomingMessage): Promise<Buffer> => {
+  const readBody = async (request: IncomingMessage, startedAt: number): Promise<Buffer> => {
     const declared = Number(request.headers['content-length'] ?? Number.NaN);
     if (declared > maxBodyBytes) throw new Refusal(413, `body of ${declared} bytes, at most ${maxBodyBytes}`);
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of request as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxBodyBytes) throw new Refusal(413, `body over ${maxBodyBytes} bytes`);
-      chunks.push(chunk);
+    // A body trickled in byte by byte must not hold a connection (and its buffer) for ever: past
+    // the deadline the refusal answers 408 and closes the connection.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Refusal(408, `request not received within ${requestTimeoutMs} ms`)),
+        Math.max(0, startedAt + requestTimeoutMs - performance.now()),
+      );
+    });
+    late.catch(() => {});
+    const chunksOf = (request as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = chunksOf.next();
+        // Left pending when the deadline wins; it settles when the connection is destroyed.
+        next.catch(() => {});
+        const { done, value } = await Promise.race([next, late]);
+        if (done === true) break;
+        size += value.length;
+        if (size > maxBodyBytes) throw new Refusal(413, `body over ${maxBodyBytes} bytes`);
+        chunks.push(value);
+      }
+    } finally {
+      clearTimeout(timer);
     }
     return Buffer.concat(chunks, size);
   };
@@ -255,6 +297,7 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
   };
 
   const serve = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const startedAt = performance.now();
     const path = (request.url ?? '/').split('?')[0];
     if (path === HEALTH_PATH) {
       if (request.method !== 'GET' && request.method !== 'HEAD') throw new Refusal(405, 'use GET');
@@ -266,7 +309,7 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
     // A server on its way down takes no new work: Pub/Sub delivers it again elsewhere or later.
     if (closing) throw new Refusal(503, 'shutting down');
     await authenticate(request);
-    const push = parsePush(request, await readBody(request));
+    const push = parsePush(request, await readBody(request, startedAt));
     const messageLog = log.child({ messageId: push.messageId, subscription: push.subscription, publishTime: push.publishTime });
     let verdict: unknown;
     try {
@@ -283,7 +326,13 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
     response.writeHead(verdict === 'ack' ? 204 : 503).end();
   };
 
-  const server = createServer((request, response) => {
+  // Node's own timeouts catch headers trickled in (slowloris); checked every quarter of the limit.
+  // Its request timeout comes a second after ours, so a slow body gets our 408 and its log line.
+  const server = createServer({
+    headersTimeout: requestTimeoutMs,
+    requestTimeout: requestTimeoutMs + 1000,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(25, Math.floor(requestTimeoutMs / 4))),
+  }, (request, response) => {
     inFlight += 1;
     response.once('close', () => {
       inFlight -= 1;
@@ -310,8 +359,6 @@ export async function startPushServer(options: PushServerOptions): Promise<PushS
       if (unread) response.once('finish', () => request.destroy());
     });
   });
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 120_000;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
