@@ -8,9 +8,33 @@ import { finished } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import type { ObjectDescription, OutputTarget, PendingObject, StoredObject } from './output.js';
 
-/** True for names that stay inside their folder: no separators, no `.`/`..`, no hidden files. */
+/** The longest file name, in UTF-8 bytes, that Linux, macOS and Windows file systems all take. */
+export const MAX_FILE_NAME_BYTES = 255;
+
+/**
+ * Windows device names, reserved in every folder whatever the extension (`CON`, `nul.txt`, `COM1.zip`).
+ * Superscript digits count too (`COM¹`).
+ */
+const WINDOWS_RESERVED = /^(?:CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(?:\..*)?$/i;
+
+/**
+ * True for names that stay inside their folder and are portable: no separators, not `.`/`..`, not
+ * hidden (a leading `.` is how the sinks name their own temporary files), at most
+ * {@link MAX_FILE_NAME_BYTES} UTF-8 bytes, well-formed Unicode, and nothing Windows, macOS or
+ * Cloud Storage refuses or shows misleadingly: no control or format characters (NUL, CR, LF, the
+ * right-to-left override U+202E, zero-width spaces), none of `<>:"|?*`, no trailing dot or space,
+ * no Windows device name.
+ */
 export function isPlainFileName(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[/\\\0]/.test(name) && !name.startsWith('.');
+  return (
+    name.length > 0 &&
+    Buffer.byteLength(name) <= MAX_FILE_NAME_BYTES &&
+    // \p{Cs}: a lone surrogate, which no UTF-8 name can hold.
+    !/[/\\<>:"|?*\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u.test(name) &&
+    !name.startsWith('.') &&
+    !/[. ]$/.test(name) &&
+    !WINDOWS_RESERVED.test(name)
+  );
 }
 
 /**
