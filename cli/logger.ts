@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import { formatLogLine } from '../config/logs.js';
+import { InvalidRequestError } from '../jobs/errors.js';
 import { StatusLine } from '../pipeline/progress.js';
 
 const SEVERITY: Readonly<Record<string, string>> = {
@@ -11,16 +12,33 @@ const SEVERITY: Readonly<Record<string, string>> = {
   fatal: 'CRITICAL',
 };
 
+/** The levels README documents, for messages. */
+const DOCUMENTED_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+/** Every level pino knows: the undocumented ones keep working as they always did. */
+const LEVELS: ReadonlySet<string> = new Set([...DOCUMENTED_LEVELS, 'trace', 'fatal', 'silent']);
+
+/**
+ * The log level `LOG_LEVEL` asks for, lower-cased; unset or empty is `info`.
+ * @throws InvalidRequestError naming LOG_LEVEL and the allowed values (pino would throw its own
+ * error from deep inside, before any command could turn it into exit 2).
+ */
+export function parseLogLevel(value: string | undefined): string {
+  if (value === undefined || value === '') return 'info';
+  const level = value.toLowerCase();
+  if (!LEVELS.has(level)) throw new InvalidRequestError('LOG_LEVEL', `expected one of ${DOCUMENTED_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
+  return level;
+}
+
 /**
  * JSON logs on stderr in the shape Cloud Logging reads (`severity`, `message`, the request id as
  * the `requestId` label); stdout is kept for the one-line JSON summary that scripts parse. Every
  * line is redacted on its way out (secrets, e-mail addresses, phone numbers: config/privacy.ts),
- * whichever call wrote it. Level from `LOG_LEVEL` (default info). With a terminal's status line
+ * whichever call wrote it. Level from `LOG_LEVEL` (default info; see {@link parseLogLevel}). With a terminal's status line
  * (the progress bar), each log line is written above it, never into it.
  */
-export function createLogger(level = process.env.LOG_LEVEL ?? 'info', line?: StatusLine): Logger {
+export function createLogger(level = process.env.LOG_LEVEL, line?: StatusLine): Logger {
   const options = {
-    level,
+    level: parseLogLevel(level),
     messageKey: 'message',
     base: undefined,
     timestamp: pino.stdTimeFunctions.isoTime,

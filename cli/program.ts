@@ -350,7 +350,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   const line = stderrStatusLine();
   // A second Ctrl-C exits at once: the shell's prompt must not land on a half-drawn bar.
   if (line !== undefined) process.once('exit', () => line.clear());
-  const logger = createLogger(undefined, line);
+  let logger: Logger;
+  try {
+    logger = createLogger(undefined, line);
+  } catch (error) {
+    // No logger without a level: the person running it is told on stderr, as for a bad flag.
+    if (!(error instanceof InvalidRequestError)) throw error;
+    printProblem(`invalid request: ${error.message}`);
+    return ExitCode.InvalidRequest;
+  }
   let exitCode: number = ExitCode.Ok;
   const run: CommandRunner = async (work, log = () => logger) => {
     try {

@@ -25,6 +25,7 @@ export function withLocalMetadata(target: OutputTarget): OutputTarget {
   };
   return {
     description: target.description,
+    check: () => target.check(),
     async find(name: string): Promise<StoredObject | undefined> {
       const found = await target.find(name);
       if (found === undefined) return undefined;

@@ -172,12 +172,14 @@ export class GcsOutputTarget implements OutputTarget {
   }
 
   #objectName(name: string): string {
-    if (!isPlainFileName(name) || /\p{Cc}/u.test(name)) {
-      throw new TypeError(`Expected a plain file name without control characters, got ${JSON.stringify(name)}`);
-    }
+    // The whole name's limit first: with a deep prefix it is the rule a long name breaks.
     const objectName = gcsObjectName(this.location, name);
     if (Buffer.byteLength(objectName) > MAX_OBJECT_NAME_BYTES) {
       throw new TypeError(`Expected an object name of at most ${MAX_OBJECT_NAME_BYTES} bytes, got ${JSON.stringify(objectName)}`);
+    }
+    // Plain and portable (no control characters among the rest): the object is downloaded as a file of this name.
+    if (!isPlainFileName(name)) {
+      throw new TypeError(`Expected a plain file name without control characters, got ${JSON.stringify(name)}`);
     }
     return objectName;
   }

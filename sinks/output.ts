@@ -51,4 +51,10 @@ export interface OutputTarget {
   open(object: ObjectDescription): Promise<PendingObject>;
   /** The committed object called `name`, if there is one: lets a rerun skip work already done. */
   find(name: string): Promise<StoredObject | undefined>;
+  /**
+   * Checks, before any work and leaving nothing behind, that objects can be written here at all,
+   * so that a target that never can fails fast (a local folder that is a file, read-only, or
+   * under /proc). Targets that cannot tell without writing leave it out.
+   */
+  check?(): Promise<void>;
 }

@@ -1,9 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { deliverStream } from '../pipeline/deliver.js';
-import { FileOutputTarget, isPlainFileName, parseFileOutputUri } from '../sinks/file.js';
+import { checkDirectory, ensureDirectory, FileOutputTarget, isPlainFileName, OutputFolderError, parseFileOutputUri } from '../sinks/file.js';
 import { listFiles, temporaryDirectory } from './support/export.js';
 
 describe('file:// sink', () => {
@@ -80,5 +82,45 @@ describe('file:// sink', () => {
     expect(parseFileOutputUri('file://./exports')).toBe('./exports');
     expect(parseFileOutputUri('file:///srv/my%20exports')).toBe('/srv/my exports');
     expect(parseFileOutputUri('gs://bucket')).toBeUndefined();
+  });
+
+  it('creates a missing folder one level at a time, concurrently too, and says which it created', async () => {
+    const root = await temporaryDirectory();
+    const target = join(root, 'a', 'b', 'c');
+    const results = await Promise.all([ensureDirectory(target), ensureDirectory(target), ensureDirectory(target)]);
+    expect(results.flat().sort()).toEqual([join(root, 'a'), join(root, 'a', 'b'), target]);
+    expect(existsSync(target)).toBe(true);
+    expect(await ensureDirectory(target)).toEqual([]);
+  });
+
+  it('fails at once under /proc (where mkdir -p never returned on Node 24) and removes the folders it created on a failure', async () => {
+    const started = performance.now();
+    await expect(ensureDirectory('/proc/audit-export/x')).rejects.toThrow(/cannot create the folder \/proc\/audit-export\/x: .*\(ENOENT\)/);
+    expect(performance.now() - started).toBeLessThan(2000);
+    const root = await temporaryDirectory();
+    // `a` can be created; the next name is longer than any file system allows.
+    const error = await ensureDirectory(join(root, 'a', 'x'.repeat(300))).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(OutputFolderError);
+    expect(error).toMatchObject({ code: 'ENAMETOOLONG', usage: true });
+    expect(await listFiles(root)).toEqual([]);
+  }, 10_000);
+
+  it('checks a folder without leaving anything, and names a file in the way', async () => {
+    const root = await temporaryDirectory();
+    await checkDirectory(join(root, 'new', 'folder'));
+    await checkDirectory(root);
+    expect(await listFiles(root)).toEqual([]);
+    await writeFile(join(root, 'file'), 'x');
+    await expect(checkDirectory(join(root, 'file', 'sub'))).rejects.toThrow(`${join(root, 'file')} is not a folder (it is a file), so ${join(root, 'file', 'sub')} cannot be created`);
+    await expect(new FileOutputTarget(join(root, 'file'), '--out').open({ name: 'a.zip', contentType: 'application/zip', metadata: {} })).rejects.toThrow(
+      `--out: ${join(root, 'file')} is not a folder (it is a file)`,
+    );
+    expect(await listFiles(root)).toEqual(['file']);
+  });
+
+  it('refuses file:// URIs that are not a path', () => {
+    expect(() => parseFileOutputUri('file://%E0%A4%A')).toThrow(/not a valid percent-encoded path/);
+    expect(() => parseFileOutputUri('file://a%00b')).toThrow(/without NUL characters/);
+    expect(() => parseFileOutputUri('file://')).toThrow(/Expected a folder after file:\/\//);
   });
 });

@@ -5,7 +5,7 @@ import { describeUnit, runBackfill, type BackfillSummary } from '../../jobs/back
 import { InvalidRequestError } from '../../jobs/errors.js';
 import type { ProgressStarter } from '../../pipeline/progress.js';
 import { withLocalMetadata } from '../../sinks/file-metadata.js';
-import { outputTargetFor } from '../../sinks/targets.js';
+import { checkOutputTarget, outputTargetFor } from '../../sinks/targets.js';
 
 /** The flags of `backfill`, as commander parses them. */
 export interface BackfillFlags {
@@ -50,6 +50,7 @@ export async function backfill(
   const shard = resolveShard(flags, env);
   // A local folder keeps each zip's metadata in a hidden file, so reruns recognise their zips there too.
   const output = withLocalMetadata(outputTargetFor(flags.out, '--out', env));
+  await checkOutputTarget(output, '--out');
   const url = env.DATABASE_URL;
   if (url === undefined || url === '') {
     throw new InvalidRequestError('DATABASE_URL', 'not set: backfill needs the database (preferably a read replica) it should read');

@@ -4,7 +4,7 @@ import { InvalidRequestError } from '../../jobs/errors.js';
 import { announceReports, runReport, type ReportResult } from '../../jobs/reports.js';
 import type { ExportRequest } from '../../jobs/requests.js';
 import { withProgress, type ProgressStarter } from '../../pipeline/progress.js';
-import { outputTargetFor } from '../../sinks/targets.js';
+import { checkOutputTarget, outputTargetFor } from '../../sinks/targets.js';
 import type { Announcer } from '../announcer.js';
 import { openDatabase, type Database } from '../database.js';
 
@@ -59,7 +59,9 @@ export async function runReportCommand<R extends ExportRequest>(
     throw restate(error);
   }
   const log = requestLogger(logger, request.requestId);
-  const output = outputTargetFor(out);
+  const output = outputTargetFor(out, '--out');
+  // Before the database: a folder that can never take the files fails at once, naming --out.
+  await checkOutputTarget(output, '--out');
   // Resolved before any work, so a bad Pub/Sub configuration fails before the export, not after.
   const announce = request.recipients.length > 0 ? announcer() : undefined;
   const opened = database ?? (await openDatabase(log, { allowEmbedded: true }));

@@ -11,7 +11,7 @@ import { consumeSubscription } from '../../jobs/mailer/pull.js';
 import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
 import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, readStoredReports, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import type { ProgressStarter } from '../../pipeline/progress.js';
-import { outputTargetFor } from '../../sinks/targets.js';
+import { checkOutputTarget, outputTargetFor } from '../../sinks/targets.js';
 import { createPubSubClient } from '../../sinks/pubsub.js';
 import { createAnnouncer, type Announcer } from '../announcer.js';
 import { openDatabase } from '../database.js';
@@ -62,6 +62,9 @@ export async function openLifecycle(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Lifecycle> {
   const output = outputTargetFor(setting(env, 'OUTPUT_URI') ?? 'file://./exports', 'OUTPUT_URI', env);
+  // Before any request is taken: a folder that can never take files is the deployment's fault,
+  // not the request's, so no request is recorded as rejected for it.
+  await checkOutputTarget(output, 'OUTPUT_URI');
   const limits = {
     maxActivePerMerchant: wholeNumber(env, 'MAX_ACTIVE_EXPORTS_PER_MERCHANT', DEFAULT_LIMITS.maxActivePerMerchant),
     maxAcceptedPerHour: wholeNumber(env, 'MAX_REQUESTS_PER_HOUR', DEFAULT_LIMITS.maxAcceptedPerHour),

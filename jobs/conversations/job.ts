@@ -55,6 +55,14 @@ export function conversationFileBase(resolved: ResolvedConversationExport): stri
   return `conversations_merchant-${resolved.request.merchantId}_${resolved.fromLabel}_${resolved.toLabel}`;
 }
 
+/**
+ * The zip's name: the file base and the request id, so the same id always finds its own zip and
+ * two ids never share one. Portable whatever id REQUEST_ID accepts (test/hostile-names.test.ts).
+ */
+export function conversationZipName(resolved: ResolvedConversationExport): string {
+  return `${conversationFileBase(resolved)}_${resolved.request.requestId}.zip`;
+}
+
 /** A finished (or found) conversation export. */
 export interface ConversationExportResult {
   /** The JSON summary line. */
@@ -94,7 +102,7 @@ export async function runConversationExport(
     // Timestamps leave the server as local text of the export zone (see transforms/timestamp.ts).
     await session.query(`SELECT set_config('TimeZone', $1, true)`, [resolved.timezone]);
     const base = conversationFileBase(resolved);
-    const name = `${base}_${request.requestId}.zip`;
+    const name = conversationZipName(resolved);
 
     const existing = await output.find(name);
     if (existing !== undefined) {

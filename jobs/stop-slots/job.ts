@@ -6,7 +6,7 @@ import { deliverStream } from '../../pipeline/deliver.js';
 import type { ProgressUpdate } from '../../pipeline/progress.js';
 import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
-import { resolveRange } from '../resolve-range.js';
+import { resolveRange, type ResolvedRange } from '../resolve-range.js';
 import { InvalidRequestError } from '../errors.js';
 import { queryStopSlots } from './query.js';
 import { stopSlotsCsv } from './report.js';
@@ -43,6 +43,16 @@ export interface StopSlotsContext {
   readonly logger: Logger;
   /** Told the bots done out of all and the rows written so far, after each bot. */
   readonly onProgress?: (update: ProgressUpdate) => void;
+}
+
+/**
+ * The CSV name of one bot's report: merchant, bot, range and request id, so the same id finds its
+ * own file again and two ids never share one. Portable whatever id REQUEST_ID accepts
+ * (test/hostile-names.test.ts).
+ */
+export function stopSlotsFileName(resolved: ResolvedRange<StopSlotsRequest>, botId: string): string {
+  const { request } = resolved;
+  return `stop-slots_merchant-${request.merchantId}_bot-${botId}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
 }
 
 /**
@@ -83,7 +93,7 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
     for (const bot of selected) {
       signal.throwIfAborted();
       const botStarted = performance.now();
-      const name = `stop-slots_merchant-${request.merchantId}_bot-${bot.id}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
+      const name = stopSlotsFileName(resolved, bot.id);
       const csv = stopSlotsCsv(groups.get(bot.id) ?? [], request.csv);
       const existing = await output.find(name);
       const stored =

@@ -50,3 +50,23 @@ export async function collect(child: ChildProcess): Promise<CliResult> {
 export async function runCli(args: readonly string[], env: Record<string, string | undefined> = {}, cwd?: string): Promise<CliResult> {
   return await collect(startCli(args, env, cwd));
 }
+
+/**
+ * Runs `audit-export ARGS` like {@link runCli}, but kills it (SIGKILL) after `ms`: a test of
+ * something that used to hang then fails with the run's output instead of leaving a process behind.
+ * A killed run resolves with `code` null.
+ */
+export async function runCliWithin(
+  ms: number,
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+  cwd?: string,
+): Promise<CliResult> {
+  const child = startCli(args, env, cwd);
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  try {
+    return await collect(child);
+  } finally {
+    clearTimeout(timer);
+  }
+}
