@@ -20,11 +20,24 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Options of {@link openDatabase}. */
+export interface OpenDatabaseOptions {
+  /** Start an embedded PostgreSQL when `DATABASE_URL` is not set (else that is an error). */
+  readonly allowEmbedded: boolean;
+  /**
+   * The caller tells the user itself that an embedded PostgreSQL is started (the demo narrates it):
+   * the notice is logged at info, not as a warning.
+   */
+  readonly embeddedExpected?: boolean;
+}
+
 /**
  * Opens `DATABASE_URL`, or, when it is not set and `allowEmbedded`, starts an embedded PostgreSQL,
  * migrates it and seeds the demo data set, so the tool runs on a fresh machine with no services.
+ * `close()` ends the pool (every connection closed, see `createPool`) before it stops the embedded
+ * server, and stops the server even when ending the pool failed.
  */
-export async function openDatabase(logger: Logger, options: { allowEmbedded: boolean }): Promise<Database> {
+export async function openDatabase(logger: Logger, options: OpenDatabaseOptions): Promise<Database> {
   const url = process.env.DATABASE_URL;
   const onIdleError = (error: Error): void => logger.warn({ err: error }, 'idle database connection failed');
   if (url !== undefined && url !== '') {
@@ -34,7 +47,7 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   if (!options.allowEmbedded) {
     throw new Error('DATABASE_URL is not set: this command needs the database it should work on');
   }
-  logger.warn('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
+  logger[options.embeddedExpected === true ? 'info' : 'warn']('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
   const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
   const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
   let seeded: SeedSummary;
@@ -53,8 +66,13 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
     url: server.url,
     seeded,
     async close() {
-      await pool.end();
-      await server.stop();
+      // In this order: a server stopped under open sessions terminates them, and each would be
+      // reported as a failed connection.
+      try {
+        await pool.end();
+      } finally {
+        await server.stop();
+      }
     },
   };
 }

@@ -359,6 +359,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     printProblem(`invalid request: ${error.message}`);
     return ExitCode.InvalidRequest;
   }
+  // Last resort for an error no listener heard (an `error` event of a connection closing at
+  // shutdown, a rejection nothing awaited): one log line with the error as the logger serializes
+  // it and the reason on stderr, then exit 1 as Node would, instead of Node's dump of the whole
+  // error object (a pg error carries its client). The `exit` hooks still stop an embedded server.
+  process.on('uncaughtException', (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    logger.fatal({ err: error }, `uncaught error: ${message}`);
+    printProblem(`failed: uncaught error: ${message}`);
+    process.exit(ExitCode.Failed);
+  });
   let exitCode: number = ExitCode.Ok;
   const run: CommandRunner = async (work, log = () => logger) => {
     try {

@@ -9,10 +9,77 @@ export interface PoolOptions {
 }
 
 /**
+ * How long {@link createPool}'s `end()` waits for the server to close the connections it was asked
+ * to close; a connection still open then is closed from this side.
+ */
+export const DISCONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * A pool whose `end()` resolves once every connection is closed, not merely asked to close.
+ * pg-pool's own `end()` resolves as soon as it has sent each idle client its Terminate message, so
+ * a server stopped right after (the embedded PostgreSQL of the demo and the CLI) still had their
+ * backends, terminated them with `57P01`, and the pool reported each as a failed idle connection.
+ */
+class ClosingPool extends pg.Pool {
+  /** Connected clients whose sockets are not closed yet: pg-pool emits `remove` once a client's `end()` is done. */
+  readonly #open = new Set<pg.PoolClient>();
+  #allClosed: (() => void) | undefined;
+
+  constructor(config: pg.PoolConfig, onError: (error: Error) => void) {
+    super(config);
+    this.on('connect', (client) => {
+      this.#open.add(client);
+      // pg-pool listens to an idle client, and checkOut and pool.query to a borrowed one; an error
+      // no one else hears (one that comes while the pool ends the client, or on a client borrowed
+      // without checkOut) would be an uncaught exception that ends the process. It is reported instead.
+      client.on('error', (error: Error) => {
+        if (client.listenerCount('error') === 1) onError(error);
+      });
+    });
+    this.on('remove', (client) => {
+      this.#open.delete(client);
+      if (this.#open.size === 0) this.#allClosed?.();
+    });
+  }
+
+  override end(): Promise<void>;
+  override end(callback: () => void): void;
+  override end(callback?: () => void): Promise<void> | void {
+    const ended = this.#endAndDisconnect();
+    if (callback === undefined) return ended;
+    ended.then(callback, callback);
+  }
+
+  async #endAndDisconnect(): Promise<void> {
+    // Resolves once no client is borrowed; the clients' connections are then closing.
+    await super.end();
+    if (this.#open.size === 0) return;
+    const closed = new Promise<void>((resolve) => (this.#allClosed = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), DISCONNECT_TIMEOUT_MS);
+    });
+    try {
+      if ((await Promise.race([closed, late])) === 'late') {
+        // The server did not close them in time: close them from this side, so `end()` still
+        // means no connection is left.
+        for (const client of this.#open) (client as unknown as pg.Client).connection.stream.destroy();
+        await closed;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
  * Creates a bounded connection pool for a PostgreSQL URL.
  *
- * Errors of idle clients (a server restart, a terminated backend) are logged by the pool's owner
- * through `onIdleError` instead of crashing the process, which is what node-postgres does by default.
+ * Errors of idle clients (a server restart, a terminated backend), and any error of a client that
+ * no one else listens to, are reported to `onIdleError` (the pool's owner logs them) instead of
+ * crashing the process, which is what node-postgres does by default. `end()` resolves once every
+ * connection is closed (at most {@link DISCONNECT_TIMEOUT_MS} after the pool has no borrowed
+ * client), so a server stopped after it sees no session of this pool.
  */
 export function createPool(
   connectionString: string,
@@ -22,11 +89,14 @@ export function createPool(
   if (typeof connectionString !== 'string' || connectionString.length === 0) {
     throw new TypeError('Expected `connectionString` to be a non-empty PostgreSQL URL');
   }
-  const pool = new pg.Pool({
-    connectionString,
-    application_name: options.applicationName ?? 'audit-export',
-    max: options.max ?? 4,
-  });
+  const pool = new ClosingPool(
+    {
+      connectionString,
+      application_name: options.applicationName ?? 'audit-export',
+      max: options.max ?? 4,
+    },
+    onIdleError,
+  );
   pool.on('error', onIdleError);
   return pool;
 }

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,9 @@ export interface EmbeddedDatabase {
   /** Stops the server and deletes its data directory. */
   stop(): Promise<void>;
 }
+
+/** How long the exit handler waits for an embedded server it stops (SIGQUIT: immediate shutdown) before removing its data. */
+export const EXIT_STOP_TIMEOUT_MS = 3000;
 
 /** Asks the kernel for a free TCP port on the loopback interface. */
 export async function freePort(): Promise<number> {
@@ -70,13 +73,24 @@ export async function startEmbeddedPostgres(
   // If this process dies without stop(), take the server down with it: an immediate shutdown
   // (SIGQUIT to the postmaster) and the data directory removed, so no orphan outlives us.
   const onExit = (): void => {
+    const lockFile = join(databaseDir, 'postmaster.pid');
     try {
-      const pid = Number(readFileSync(join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
       if (Number.isSafeInteger(pid) && pid > 0) process.kill(pid, 'SIGQUIT');
+      // Until the postmaster has shut down (it removes its lock file last): a server still running
+      // writes into the directory while it is being removed, and the directory stays. Waited for
+      // synchronously, as an exit handler must; bounded, so a server that hangs cannot hold the exit.
+      const deadline = Date.now() + EXIT_STOP_TIMEOUT_MS;
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      while (existsSync(lockFile) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10);
     } catch {
       // Already stopped.
     }
-    rmSync(databaseDir, { recursive: true, force: true });
+    try {
+      rmSync(databaseDir, { recursive: true, force: true });
+    } catch {
+      // Nothing more can be done while the process exits.
+    }
   };
   process.once('exit', onExit);
   return {

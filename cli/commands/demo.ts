@@ -169,7 +169,8 @@ export async function runDemo(
 
     const databaseStarted = performance.now();
     print(embedded ? '[1/4] Database: DATABASE_URL is not set, so an embedded PostgreSQL is started and seeded...\n' : '[1/4] Database: the one DATABASE_URL names.\n');
-    database = await openDatabase(logger, { allowEmbedded: true });
+    // The narration says an embedded PostgreSQL is started: no warning repeats it on stderr.
+    database = await openDatabase(logger, { allowEmbedded: true, embeddedExpected: true });
     signal.throwIfAborted();
     if (database.embedded) await migrateState(database.pool);
     if (database.seeded !== undefined) {

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { LOG_SERIALIZATION, withLoggableBindings } from '../../config/logs.js';
 
 /** A pino logger whose JSON lines are kept in memory, for asserting on what was logged. */
 export interface CapturedLogs {
@@ -9,10 +10,10 @@ export interface CapturedLogs {
   readonly text: () => string;
 }
 
-/** Creates a debug-level logger that writes into memory. */
+/** Creates a debug-level logger that writes into memory, serializing errors and objects as the CLI's logger does. */
 export function captureLogs(): CapturedLogs {
   const lines: string[] = [];
-  const logger = pino({ level: 'debug', base: undefined }, { write: (line: string) => void lines.push(line) });
+  const logger = withLoggableBindings(pino({ level: 'debug', base: undefined, ...LOG_SERIALIZATION }, { write: (line: string) => void lines.push(line) }));
   return {
     logger,
     get entries() {

@@ -1,10 +1,11 @@
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
+import { LOG_SERIALIZATION, withLoggableBindings } from '../../config/logs.js';
 
 /** A log record as pino wrote it. */
 export type LogRecord = Record<string, unknown> & { level: number; msg: string };
 
-/** A pino logger that keeps its records in memory, for asserting on what was logged. */
+/** A pino logger that keeps its records in memory, for asserting on what was logged; errors and objects are serialized as the CLI's logger serializes them. */
 export function memoryLogger(): { logger: Logger; records: LogRecord[] } {
   const records: LogRecord[] = [];
   const sink = new Writable({
@@ -15,5 +16,5 @@ export function memoryLogger(): { logger: Logger; records: LogRecord[] } {
       callback();
     },
   });
-  return { logger: pino({ level: 'debug' }, sink), records };
+  return { logger: withLoggableBindings(pino({ level: 'debug', ...LOG_SERIALIZATION }, sink)), records };
 }
