@@ -43,6 +43,24 @@ describe('audit-export run, status, list, cancel', () => {
     expect(status.summary).toMatchObject({ requestId: 'cli-run-1', status: 'uploaded', rows: 10, uri: first.summary?.uri, error: null, coalescedInto: null });
   });
 
+  it('refuses a request with other parameters under a used id: exit 2, the summary says why, the stored request is left alone', async () => {
+    const { env } = await environment();
+    const before = await runCli(['status', 'cli-run-1'], env);
+    const other = await runCli(['run'], { ...env, EXPORT_REQUEST: doc('cli-run-1', { merchantId: 2, locale: 'es' }) });
+    expect(other.code, other.stderr).toBe(2);
+    expect(other.summary).toEqual({
+      requestId: 'cli-run-1',
+      kind: 'conversations',
+      uri: null,
+      rows: null,
+      files: [],
+      bytes: null,
+      status: 'rejected',
+      error: 'requestId cli-run-1 was already used with other parameters: merchantId, locale',
+    });
+    expect((await runCli(['status', 'cli-run-1'], env)).summary).toEqual(before.summary);
+  });
+
   it('reads the request from stdin too, and rejects an invalid one with exit 2 and the reason', async () => {
     const { env } = await environment();
     const child = startCli(['run', '--request', '-'], env, undefined, 'pipe');

@@ -314,3 +314,88 @@ describe('the request lifecycle', () => {
     expect([...created].sort().reverse()).toEqual(created);
   });
 });
+
+describe('a request id is bound to its parameters', () => {
+  /** A request of `doc` handed back at once (queued, attempt 1), then marked failed as a broken attempt leaves it. */
+  async function failedRequest(deps: LifecycleDeps, doc: Record<string, unknown>): Promise<RequestRecord> {
+    await processRequest(data(doc), { ...deps, shutdown: AbortSignal.abort() });
+    await db.pool.query(`UPDATE audit_export_requests SET status = 'failed', error = 'database down', worker = NULL, finished_at = now() WHERE request_id = $1`, [
+      doc.requestId,
+    ]);
+    return (await readRequest(db.pool, String(doc.requestId))) as RequestRecord;
+  }
+
+  it.each([
+    ['merchant and range end', { merchantId: 2, to: '2026-10-30' }, 'merchantId, to'],
+    ['range start', { from: '2026-09-02' }, 'from'],
+    ['time zone', { timezone: 'UTC' }, 'timezone'],
+    ['filters', { filters: { statuses: ['CLOSED'] } }, 'filters.statuses'],
+    ['recipients', { recipients: ['bob@merchant.test'] }, 'recipients'],
+    ['locale', { locale: 'es' }, 'locale'],
+    ['CSV options', { csvBom: false }, 'csv.bom'],
+    ['kind', { kind: 'stop-slots' }, 'kind'],
+  ])('rejects a retry of a failed request with another %s and leaves the stored request alone', async (_name, change, fields) => {
+    const logs = captureLogs();
+    const { deps, directory, announced } = await harness({ logger: logs.logger });
+    const doc = request({ recipients: ['ana@merchant.test'] });
+    const stored = await failedRequest(deps, doc);
+    const { csvBom, ...rest } = change as Record<string, unknown>;
+    const other: Record<string, unknown> = { ...doc, ...rest };
+    if (csvBom !== undefined) other.csv = { ...(doc.csv as object), bom: csvBom };
+    if (other.kind === 'stop-slots') delete other.csv;
+
+    const outcome = await processRequest(data(other), deps);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 2, record: { requestId: doc.requestId, status: 'rejected' } });
+    expect(outcome.record.error).toBe(`requestId ${String(doc.requestId)} was already used with other parameters: ${fields}`);
+    // Status, parameters, attempts, object: all as they were.
+    expect(await readRequest(db.pool, String(doc.requestId))).toEqual(stored);
+    expect(await listFiles(directory)).toEqual([]);
+    expect(announced).toEqual([]);
+    expect(logs.entries).toContainEqual(
+      expect.objectContaining({ requestId: doc.requestId, msg: expect.stringMatching(/other parameters.*left alone/), fields: fields.split(', '), status: 'failed' }),
+    );
+    // The request itself is still what it was: its own document retries it.
+    expect(await processRequest(data(doc), deps)).toMatchObject({ exitCode: 0, record: { status: 'delivered', attempts: 2 } });
+  });
+
+  it('rejects another request under the id of a delivered one, and an identical redelivery still does nothing more', async () => {
+    const { deps, announced } = await harness();
+    const doc = request({ recipients: ['ana@merchant.test'] });
+    expect((await processRequest(data(doc), deps)).record.status).toBe('delivered');
+    const stored = await readRequest(db.pool, String(doc.requestId));
+    const other = await processRequest(data({ ...doc, merchantId: 2 }), deps);
+    expect(other).toMatchObject({ verdict: 'ack', exitCode: 2, record: { status: 'rejected', uri: null, rows: null } });
+    expect(other.record.error).toMatch(/was already used with other parameters: merchantId$/);
+    expect(await readRequest(db.pool, String(doc.requestId))).toEqual(stored);
+    expect(await processRequest(data(doc), deps)).toMatchObject({ verdict: 'ack', exitCode: 0, record: stored });
+    expect(announced).toHaveLength(1);
+  });
+
+  it('takes a redelivery that only words the same parameters differently as the same request, and retries what was stored', async () => {
+    const { deps, announced } = await harness();
+    const doc = request({
+      from: '2026-09-01T00:00:00-05:00',
+      to: '2026-10-31T00:00:00-05:00',
+      recipients: ['Ana@merchant.test', 'bob@merchant.test'],
+      filters: { statuses: ['CLOSED', 'PICKED_UP'] },
+      requestedBy: { userId: 'u-1' },
+    });
+    await failedRequest(deps, doc);
+    // Same instants in another offset, recipients reordered and recased, statuses reordered, another requester.
+    const reworded = {
+      ...doc,
+      from: '2026-09-01T05:00:00Z',
+      to: '2026-10-31T05:00:00+00:00',
+      recipients: ['BOB@merchant.test', 'ana@merchant.test'],
+      filters: { statuses: ['picked_up', 'CLOSED'] },
+      requestedBy: { userId: 'u-2' },
+    };
+    const outcome = await processRequest(data(reworded), deps);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', attempts: 2 } });
+    // The stored request ran: its recipients as written, its bounds as given.
+    expect(announced).toHaveLength(1);
+    expect(announced[0]?.recipients).toEqual(['Ana@merchant.test', 'bob@merchant.test']);
+    expect(announced[0]?.parameters).toMatchObject({ from: '2026-09-01T00:00:00-05:00', to: '2026-10-31T00:00:00-05:00' });
+    expect(outcome.record.request).toMatchObject({ requestedBy: { userId: 'u-1' } });
+  });
+});

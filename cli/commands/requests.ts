@@ -127,7 +127,9 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
   // A coalesced request's file is the one it was coalesced into.
   const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
   if (record.kind === 'stop-slots') {
-    const reports = (await readStoredReports(state, source.requestId)).reports.map((report) => ({
+    // A rejected request stored nothing; a delivery refused under another request's id must not show that request's files.
+    const stored = record.status === 'rejected' ? [] : (await readStoredReports(state, source.requestId)).reports;
+    const reports = stored.map((report) => ({
       botId: report.botId,
       uri: report.uri,
       rows: report.rows,

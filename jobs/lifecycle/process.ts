@@ -9,7 +9,7 @@ import type { ReadyAnnouncement } from '../announcement.js';
 import { announceReports, runReport } from '../reports.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
 import { REQUEST_ID } from '../request-fields.js';
-import { parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
+import { differingFields, parseExportRequest, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
   heartbeat,
@@ -22,6 +22,8 @@ import {
   readStoredReports,
   recordRejected,
   releaseLease,
+  requestOfStored,
+  storedRequest,
   type IntakeLimits,
   type RequestRecord,
 } from './state.js';
@@ -56,7 +58,11 @@ export interface ProcessOutcome {
   readonly verdict: 'ack' | 'nack';
   /** For `run`: the CLI's exit code (0 done, 1 failed, 2 invalid, 3 cancelled). */
   readonly exitCode: 0 | 1 | 2 | 3;
-  /** The request's record after this delivery. */
+  /**
+   * The request's record after this delivery. For a delivery refused because its request id
+   * belongs to a request with other parameters, a record of that refusal (status `rejected`, the
+   * reason in `error`), which is not stored: the stored request is left as it was.
+   */
   readonly record: RequestRecord;
 }
 
@@ -135,7 +141,54 @@ async function processOnce(data: Buffer | string, deps: LifecycleDeps, messageId
   const log = requestLogger(deps.logger, request.requestId);
   if (taken.kind === 'coalesced') log.info({ coalescedInto: taken.record.coalescedInto }, 'request coalesced into an equal one');
   if (taken.kind === 'rejected') log.warn({ reason: taken.record.error }, 'request rejected');
-  return await act(request, taken.record, deps, log);
+  if (taken.kind !== 'existing') return await act(request, taken.record, deps, log);
+  const bound = boundRequest(request, taken.record, log);
+  return 'refused' in bound ? bound.refused : await act(bound.request, taken.record, deps, log);
+}
+
+/**
+ * A known request id is bound to the parameters it was first accepted with, like an idempotency
+ * key: a delivery asking for the same thing (however worded: see `differingFields`) acts on the
+ * request as stored, so a retry runs the stored parameters; one asking for anything else is
+ * refused (status `rejected` for this delivery, exit 2, acked) and the stored request is left alone.
+ */
+function boundRequest(request: ExportRequest, record: RequestRecord, log: Logger): { request: ExportRequest } | { refused: ProcessOutcome } {
+  // Only a request rejected before validation has no document, and intake replaced those.
+  if (record.request === null) return { request };
+  let reason: string;
+  let fields: string[] = [];
+  try {
+    const stored = requestOfStored(record.request);
+    fields = differingFields(stored, request);
+    if (fields.length === 0) return { request: stored };
+    reason = `requestId ${request.requestId} was already used with other parameters: ${fields.join(', ')}`;
+  } catch (error) {
+    if (!(error instanceof InvalidRequestError)) throw error;
+    // Nothing to compare with: running either document could be the wrong export.
+    reason = `requestId ${request.requestId} was already used by a request that no longer validates (${error.message}): use a new requestId`;
+  }
+  log.warn({ fields, status: record.status, reason }, 'request id used with other parameters: delivery rejected, the stored request is left alone');
+  const now = new Date().toISOString();
+  const refusal: RequestRecord = {
+    requestId: request.requestId,
+    kind: request.kind,
+    merchantId: request.merchantId,
+    status: 'rejected',
+    attempts: 0,
+    rows: null,
+    bytes: null,
+    uri: null,
+    files: null,
+    error: reason,
+    coalescedInto: null,
+    worker: null,
+    heartbeatAt: null,
+    createdAt: now,
+    startedAt: null,
+    finishedAt: now,
+    request: storedRequest(request),
+  };
+  return { refused: { verdict: 'ack', exitCode: 2, record: refusal } };
 }
 
 async function act(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
