@@ -4,6 +4,7 @@ import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
 import { cancelRequest, claim, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
 import { Writable } from 'node:stream';
+import type pg from 'pg';
 import { progressStarter } from '../pipeline/progress.js';
 import { FileOutputTarget } from '../sinks/file.js';
 import type { OutputTarget } from '../sinks/output.js';
@@ -397,5 +398,86 @@ describe('a request id is bound to its parameters', () => {
     expect(announced[0]?.recipients).toEqual(['Ana@merchant.test', 'bob@merchant.test']);
     expect(announced[0]?.parameters).toMatchObject({ from: '2026-09-01T00:00:00-05:00', to: '2026-10-31T00:00:00-05:00' });
     expect(outcome.record.request).toMatchObject({ requestedBy: { userId: 'u-1' } });
+  });
+});
+
+/** `pool`, with its own queries (not those of the clients it lends) and its `connect` going through `hooks`. */
+function interceptedPool(
+  pool: pg.Pool,
+  hooks: { query?: (text: string, run: () => Promise<pg.QueryResult>) => Promise<pg.QueryResult>; connect?: () => Promise<void> },
+): pg.Pool {
+  return new Proxy(pool, {
+    get(target, property) {
+      const { query, connect } = hooks;
+      if (property === 'query' && query !== undefined) {
+        return (text: string, values?: unknown[]) => query(text, () => target.query(text, values));
+      }
+      if (property === 'connect' && connect !== undefined) {
+        return async () => {
+          await connect();
+          return await target.connect();
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+describe('heartbeats of a running export', () => {
+  it.each([
+    ['uploaded', 'done', "SET status = 'uploaded'"],
+    ['failed', 'failed', "SET status = 'failed'"],
+    ['handed back at shutdown', 'cancelled', "SET status = 'queued'"],
+  ] as const)('all settle before the export records its end (%s): none lands after it', async (ending, progressEnd, write) => {
+    const events: string[] = [];
+    let heartbeatSent!: () => void;
+    const sent = new Promise<void>((resolve) => (heartbeatSent = resolve));
+    let exportEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (exportEnded = resolve));
+    const shutdown = new AbortController();
+    const heartbeats: Promise<unknown>[] = [];
+    const logs = captureLogs();
+    const { deps } = await harness({ logger: logs.logger, heartbeatMs: 20, shutdown: shutdown.signal });
+    // Every heartbeat is held until the export has ended, and a while more.
+    const state = interceptedPool(db.pool, {
+      query: async (text, run) => {
+        if (text.includes('SET heartbeat_at = now(), rows')) {
+          events.push('heartbeat sent');
+          heartbeatSent();
+          const held = (async () => {
+            await ended;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            const result = await run();
+            events.push(result.rowCount === 1 ? 'heartbeat settled' : 'heartbeat landed after the end');
+            return result;
+          })();
+          heartbeats.push(held);
+          return await held;
+        }
+        if (text.includes(write)) events.push('end recorded');
+        return await run();
+      },
+    });
+    // The export reads nothing before a heartbeat is on its way, so one is in flight when it ends.
+    const source = interceptedPool(db.pool, {
+      connect: async () => {
+        await sent;
+        if (ending === 'handed back at shutdown') shutdown.abort();
+      },
+    });
+    const output: OutputTarget =
+      ending === 'failed'
+        ? { description: 'a full disk', find: async () => undefined, open: async () => Promise.reject(new Error('disk full')) }
+        : deps.output;
+    const progress = () => ({ mode: 'off' as const, update() {}, logNow() {}, end: (outcome: string) => (events.push(`export ${outcome}`), exportEnded()) });
+    const doc = request();
+    const outcome = await processRequest(data(doc), { ...deps, state, source, output, progress });
+    // Whatever was still in flight when the delivery ended lands now, for the order below to show it.
+    await Promise.all(heartbeats);
+    expect(outcome.record.status).toBe(ending === 'handed back at shutdown' ? 'queued' : ending);
+    const collapsed = events.filter((event, index) => event !== events[index - 1]);
+    expect(collapsed).toEqual(['heartbeat sent', `export ${progressEnd}`, 'heartbeat settled', 'end recorded']);
+    expect(logs.entries.filter((entry) => /lease lost|cancelled or taken over/.test(String(entry.msg)))).toEqual([]);
   });
 });

@@ -228,21 +228,32 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   if (deps.shutdown.aborted) onShutdown();
   let rows = 0;
   let leaseLost = false;
-  // A heartbeat still in flight when the export ends may land after markUploaded and find the
-  // request no longer running: that is the end of the work, not a lost lease.
-  let ended = false;
+  // At most one heartbeat in flight: a slow state database must not pile them up (each holds a
+  // connection of the state pool, which is sized for one per running export).
+  let inFlight: Promise<void> | undefined;
   const beat = setInterval(() => {
-    heartbeat(state, request.requestId, worker, rows).then(
-      (held) => {
-        if (!held && !leaseLost && !ended) {
-          leaseLost = true;
-          log.warn('lease lost (cancelled or taken over): stopping the export');
-          controller.abort(new Error('lease lost'));
-        }
-      },
-      (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
-    );
+    if (inFlight !== undefined) return;
+    inFlight = heartbeat(state, request.requestId, worker, rows)
+      .then(
+        (held) => {
+          if (!held && !leaseLost) {
+            leaseLost = true;
+            log.warn('lease lost (cancelled or taken over): stopping the export');
+            controller.abort(new Error('lease lost'));
+          }
+        },
+        (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
+      )
+      .finally(() => {
+        inFlight = undefined;
+      });
   }, deps.heartbeatMs);
+  // Before the export records how it ended: no heartbeat may land after that write (it would find
+  // the request no longer running, or renew a lease that is over).
+  const stopHeartbeats = async (): Promise<void> => {
+    clearInterval(beat);
+    await inFlight;
+  };
   log.info({ attempt: held.attempts, worker }, 'export running');
   const progress = (deps.progress ?? noProgress)({
     label: `merchant ${request.merchantId}`,
@@ -263,9 +274,8 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
         progress.update(update);
       },
     });
-    ended = true;
-    clearInterval(beat);
     progress.end('done');
+    await stopHeartbeats();
     const uploaded = await markUploaded(state, request.requestId, worker, {
       rows: result.reports.reduce((sum, report) => sum + report.rows, 0),
       bytes: result.reports.reduce((sum, report) => sum + report.bytes, 0),
@@ -281,9 +291,8 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     }
     return await announceStored(request, record, deps, log);
   } catch (error) {
-    ended = true;
-    clearInterval(beat);
     progress.end(controller.signal.aborted ? 'cancelled' : 'failed');
+    await stopHeartbeats();
     if (isAbortError(error) || controller.signal.aborted) {
       if (deps.shutdown.aborted) {
         await releaseLease(state, request.requestId, worker);
@@ -307,6 +316,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     log.error({ err: error }, 'export failed; a redelivery retries it');
     return { verdict: 'nack', exitCode: 1, record: (await readRequest(state, request.requestId)) as RequestRecord };
   } finally {
+    clearInterval(beat);
     deps.shutdown.removeEventListener('abort', onShutdown);
   }
 }
