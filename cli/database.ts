@@ -24,11 +24,16 @@ export interface Database {
  * Opens `DATABASE_URL`, or, when it is not set and `allowEmbedded`, starts an embedded PostgreSQL,
  * migrates it and seeds the demo data set, so the tool runs on a fresh machine with no services.
  */
-export async function openDatabase(logger: Logger, options: { allowEmbedded: boolean }): Promise<Database> {
-  const url = process.env.DATABASE_URL;
+export async function openDatabase(
+  logger: Logger,
+  options: { allowEmbedded: boolean; max?: number },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Database> {
+  const url = env.DATABASE_URL;
+  const poolOptions = { applicationName: 'audit-export', ...(options.max === undefined ? {} : { max: options.max }) };
   const onIdleError = (error: Error): void => logger.warn({ err: error }, 'idle database connection failed');
   if (url !== undefined && url !== '') {
-    const pool = createPool(url, { applicationName: 'audit-export' }, onIdleError);
+    const pool = createPool(url, poolOptions, onIdleError);
     return { pool, embedded: false, url, close: () => pool.end() };
   }
   if (!options.allowEmbedded) {
@@ -36,7 +41,7 @@ export async function openDatabase(logger: Logger, options: { allowEmbedded: boo
   }
   logger.warn('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
   const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
-  const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
+  const pool = createPool(server.url, poolOptions, onIdleError);
   let seeded: SeedSummary;
   try {
     await migratePool(pool);

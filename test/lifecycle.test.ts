@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lifecyclePoolSizes, openLifecycle } from '../cli/commands/requests.js';
 import { migrateState } from '../db/migrate.js';
 import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
@@ -479,5 +480,69 @@ describe('heartbeats of a running export', () => {
     const collapsed = events.filter((event, index) => event !== events[index - 1]);
     expect(collapsed).toEqual(['heartbeat sent', `export ${progressEnd}`, 'heartbeat settled', 'end recorded']);
     expect(logs.entries.filter((entry) => /lease lost|cancelled or taken over/.test(String(entry.msg)))).toEqual([]);
+  });
+});
+
+describe('the pools of a worker running several exports at once', () => {
+  it('sizes each pool from --concurrency: a snapshot and a heartbeat per export, plus 2', () => {
+    expect(lifecyclePoolSizes(1, false)).toEqual({ source: 3, state: 3 });
+    expect(lifecyclePoolSizes(8, false)).toEqual({ source: 10, state: 10 });
+    // One pool for both databases: both shares.
+    expect(lifecyclePoolSizes(1, true)).toEqual({ source: 4, state: 4 });
+    expect(lifecyclePoolSizes(8, true)).toEqual({ source: 18, state: 18 });
+  });
+
+  it('keeps renewing every lease while --concurrency exports hold their snapshots (regression: 4 connections starved the heartbeats)', async () => {
+    const concurrency = 4;
+    const directory = await temporaryDirectory();
+    const env = { DATABASE_URL: db.url, OUTPUT_URI: `file://${directory}`, MAX_ACTIVE_EXPORTS_PER_MERCHANT: '10', HEARTBEAT_MS: '50' };
+    const lifecycle = await openLifecycle(silentLogger, new AbortController().signal, { allowEmbedded: false, concurrency }, env);
+    // One valve per export: each holds its snapshot, mid-stream, until the end of the test.
+    const valves = Array.from({ length: concurrency }, () => new Valve(64 * 1024));
+    let running: Promise<unknown>[] = [];
+    try {
+      // The state database is the source one here: one pool serves the snapshots and the heartbeats.
+      const streaming = new Set<string>();
+      const progress = (spec: { requestId?: string }) => ({
+        mode: 'off' as const,
+        update: (update: { rows?: number }) => void ((update.rows ?? 0) > 0 && streaming.add(String(spec.requestId))),
+        logNow() {},
+        end() {},
+      });
+      const docs = Array.from({ length: concurrency }, () => request({ merchantId: 9, from: '2026-09-01', to: '2026-10-01' }));
+      const ids = docs.map((doc) => String(doc.requestId));
+      const outcomes = docs.map((doc, index) =>
+        processRequest(data(doc), { ...lifecycle.deps, output: throughValve(lifecycle.deps.output, valves[index] as Valve), progress }),
+      );
+      running = outcomes;
+      const beats = async (): Promise<number[]> =>
+        (
+          await db.pool.query<{ heartbeat_at: Date | null; status: string }>(
+            'SELECT heartbeat_at, status FROM audit_export_requests WHERE request_id = ANY($1) ORDER BY request_id',
+            [ids],
+          )
+        ).rows.map((row) => (row.status === 'running' && row.heartbeat_at !== null ? row.heartbeat_at.getTime() : 0));
+      await until(() => streaming.size === concurrency, 'every export streaming');
+      const before = await beats();
+      let renewed = false;
+      for (let i = 0; i < 100 && !renewed; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        renewed = (await beats()).every((at, index) => at > (before[index] as number));
+      }
+      expect(renewed, 'every running export renewed its lease within 2 s').toBe(true);
+      // More than the old fixed 4 connections are open, and no more than the pool's size.
+      expect(lifecycle.pools).toEqual({ source: 2 * concurrency + 2, state: 2 * concurrency + 2 });
+      const { rows: sessions } = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'audit-export'`,
+      );
+      expect(sessions[0]?.n).toBeGreaterThan(4);
+      expect(sessions[0]?.n).toBeLessThanOrEqual(lifecycle.pools.source);
+      for (const valve of valves) valve.widen(Infinity);
+      expect((await Promise.all(outcomes)).map((outcome) => outcome.record.status)).toEqual(docs.map(() => 'uploaded'));
+    } finally {
+      for (const valve of valves) valve.widen(Infinity);
+      await Promise.allSettled(running);
+      await lifecycle.close();
+    }
   });
 });

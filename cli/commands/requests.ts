@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { createPool } from '../../db/connection.js';
+import { createPool, DEFAULT_POOL_SIZE } from '../../db/connection.js';
 import { migrateState } from '../../db/migrate.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
@@ -29,20 +29,49 @@ function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min
 }
 
 /** A state database pool: `STATE_DATABASE_URL`, or the source pool when it is not set. */
-async function openState(source: pg.Pool, embedded: boolean, env: NodeJS.ProcessEnv): Promise<{ pool: pg.Pool; close(): Promise<void> }> {
+async function openState(
+  source: pg.Pool,
+  embedded: boolean,
+  env: NodeJS.ProcessEnv,
+  max: number | undefined,
+): Promise<{ pool: pg.Pool; close(): Promise<void> }> {
   const url = setting(env, 'STATE_DATABASE_URL');
-  if (url === undefined || url === setting(env, 'DATABASE_URL')) {
+  if (url === undefined || stateIsSource(env)) {
     // A fresh embedded database has no state tables yet; a configured one was migrated by `db migrate`.
     if (embedded) await migrateState(source);
     return { pool: source, close: async () => {} };
   }
-  const pool = createPool(url, { applicationName: 'audit-export-state' });
+  const pool = createPool(url, { applicationName: 'audit-export-state', ...(max === undefined ? {} : { max }) });
   return { pool, close: () => pool.end() };
+}
+
+/** Connections each lifecycle pool keeps beyond one per running export: intake and claims of new deliveries, and the state writes of finishing ones. */
+export const POOL_MARGIN = 2;
+
+/**
+ * How many connections the lifecycle's pools may open for `concurrency` exports at once. Each
+ * running export holds one source connection (its snapshot) for its whole run and, every
+ * `HEARTBEAT_MS`, one state connection (its heartbeat; at most one in flight). So each pool gets
+ * `concurrency + POOL_MARGIN`; when one pool serves both databases (`STATE_DATABASE_URL` unset or
+ * equal to `DATABASE_URL`) it gets both shares, `2 × concurrency + POOL_MARGIN`. A fixed 4 let
+ * four snapshots starve every heartbeat, and their leases expired under them.
+ */
+export function lifecyclePoolSizes(concurrency: number, shared: boolean): { source: number; state: number } {
+  const size = shared ? 2 * concurrency + POOL_MARGIN : concurrency + POOL_MARGIN;
+  return { source: size, state: size };
+}
+
+/** Whether the state database is the source database (one pool serves both): `STATE_DATABASE_URL` unset or equal to `DATABASE_URL`. */
+function stateIsSource(env: NodeJS.ProcessEnv): boolean {
+  const url = setting(env, 'STATE_DATABASE_URL');
+  return url === undefined || url === setting(env, 'DATABASE_URL');
 }
 
 /** The request lifecycle's dependencies from the environment, and how to release them. */
 export interface Lifecycle {
   readonly deps: LifecycleDeps;
+  /** The most connections each pool may open (one pool for both when the state database is the source one). */
+  readonly pools: { readonly source: number; readonly state: number };
   close(): Promise<void>;
 }
 
@@ -52,12 +81,12 @@ export interface Lifecycle {
  * `file://./exports`), `MAX_ACTIVE_EXPORTS_PER_MERCHANT` (2), `MAX_REQUESTS_PER_HOUR` (60),
  * `LEASE_SECONDS` (60: a running request whose heartbeat is older is taken over),
  * `HEARTBEAT_MS` (1000), and the announcement settings (`READY_TOPIC`...), used only for requests
- * with recipients.
+ * with recipients. With `concurrency` (the worker), the pools are sized by {@link lifecyclePoolSizes}.
  */
 export async function openLifecycle(
   logger: Logger,
   shutdown: AbortSignal,
-  options: { allowEmbedded: boolean; progress?: ProgressStarter },
+  options: { allowEmbedded: boolean; progress?: ProgressStarter; concurrency?: number },
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Lifecycle> {
   const output = outputTargetFor(setting(env, 'OUTPUT_URI') ?? 'file://./exports', 'OUTPUT_URI', env);
@@ -68,10 +97,12 @@ export async function openLifecycle(
   };
   const leaseMs = wholeNumber(env, 'LEASE_SECONDS', 60) * 1000;
   const heartbeatMs = wholeNumber(env, 'HEARTBEAT_MS', 1000, 50);
-  const database = await openDatabase(logger, options);
+  // Sized for `concurrency` exports at once (the worker); `run` and `serve` keep the pools' default (4).
+  const sizes = options.concurrency === undefined ? undefined : lifecyclePoolSizes(options.concurrency, stateIsSource(env));
+  const database = await openDatabase(logger, { allowEmbedded: options.allowEmbedded, max: sizes?.source }, env);
   let state;
   try {
-    state = await openState(database.pool, database.embedded, env);
+    state = await openState(database.pool, database.embedded, env, sizes?.state);
   } catch (error) {
     await database.close();
     throw error;
@@ -92,6 +123,7 @@ export async function openLifecycle(
   };
   return {
     deps,
+    pools: sizes ?? { source: DEFAULT_POOL_SIZE, state: DEFAULT_POOL_SIZE },
     async close() {
       await announcer?.close();
       await state.close();
@@ -185,9 +217,12 @@ export async function runWorker(
   progress: ProgressStarter,
 ): Promise<void> {
   const pubsub = createPubSubClient();
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false, progress });
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false, progress, concurrency: options.concurrency });
   try {
-    logger.info({ subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker }, 'worker started');
+    logger.info(
+      { subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker, pools: lifecycle.pools },
+      'worker started',
+    );
     await consumeSubscription(pubsub, options.subscription, requestHandler(lifecycle), {
       concurrency: options.concurrency,
       signal,
