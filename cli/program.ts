@@ -297,7 +297,9 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
       'Runs one export request through the request lifecycle (validation, state, coalescing,\n' +
         'cancel, announcement), for Cloud Run job executions. The request comes from --request FILE,\n' +
         '--request - (stdin) or EXPORT_REQUEST (JSON, or base64 of it); the output is OUTPUT_URI\n' +
-        '(default file://./exports). Prints the JSON summary line; exit codes as for export.',
+        '(default file://./exports). Prints the JSON summary line; exit codes as for export, except\n' +
+        'as a Cloud Run job task (CLOUD_RUN_JOB set): 0 for a request rejected or cancelled for good,\n' +
+        'which no retry can change (the summary line says its status; SIGTERM still exits 3).',
     )
     .option('--request <file>', 'request document, or - for stdin (default: EXPORT_REQUEST)')
     .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr')

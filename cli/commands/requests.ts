@@ -7,7 +7,7 @@ import { migrateState } from '../../db/migrate.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
 import { consumeSubscription } from '../../jobs/mailer/pull.js';
-import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
+import { processRequest, workerName, type LifecycleDeps, type ProcessOutcome } from '../../jobs/lifecycle/process.js';
 import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, readStoredReports, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import type { ProgressStarter } from '../../pipeline/progress.js';
 import { outputTargetFor } from '../../sinks/targets.js';
@@ -189,16 +189,43 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
 }
 
 /**
+ * The exit code of `run` for a request's outcome. Elsewhere it is the outcome's (0 done, 1
+ * failed, 2 invalid, 3 cancelled). As a Cloud Run job task (`onCloudRunJob`: `CLOUD_RUN_JOB` is
+ * set), a request that is `rejected` (2) or `cancelled` (3) for good exits 0: Cloud Run retries a
+ * task on any non-zero exit, and no retry can change either. A request handed back at SIGTERM
+ * (3, `queued`) and a failure (1) keep their codes: a retry is what runs them.
+ */
+export function runExitCode(outcome: Pick<ProcessOutcome, 'exitCode'> & { readonly record: Pick<RequestRecord, 'status'> }, onCloudRunJob: boolean): number {
+  const final = (outcome.exitCode === ExitCode.InvalidRequest && outcome.record.status === 'rejected') ||
+    (outcome.exitCode === ExitCode.Cancelled && outcome.record.status === 'cancelled');
+  return onCloudRunJob && final ? ExitCode.Ok : outcome.exitCode;
+}
+
+/**
  * `audit-export run`: one request (`data`, from {@link readRunRequest}) per process; returns the
  * exit code and prints the summary line. `logger` is best bound to the request already (see
  * `requestIdOf`), so the lines written before the request is parsed name it too.
  */
-export async function runRequest(data: string, logger: Logger, signal: AbortSignal, progress: ProgressStarter): Promise<number> {
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress });
+export async function runRequest(
+  data: string,
+  logger: Logger,
+  signal: AbortSignal,
+  progress: ProgressStarter,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress }, env);
   try {
     const outcome = await processRequest(data, lifecycle.deps);
     process.stdout.write(`${JSON.stringify(await summaryOf(outcome.record, lifecycle.deps.state))}\n`);
-    return outcome.exitCode;
+    const code = runExitCode(outcome, setting(env, 'CLOUD_RUN_JOB') !== undefined);
+    if (code !== outcome.exitCode) {
+      // The execution succeeds, so the outcome must stand out in the logs: alert on this line.
+      const fields = { status: outcome.record.status, exitCode: code, outcomeExitCode: outcome.exitCode, reason: outcome.record.error };
+      const message = `request ${outcome.record.status}: exit 0 as a Cloud Run job task, which no retry could change`;
+      if (outcome.record.status === 'rejected') logger.error(fields, message);
+      else logger.warn(fields, message);
+    }
+    return code;
   } finally {
     await lifecycle.close();
   }
