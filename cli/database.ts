@@ -29,6 +29,8 @@ export interface OpenDatabaseOptions {
    * the notice is logged at info, not as a warning.
    */
   readonly embeddedExpected?: boolean;
+  /** The pool's size; default `DEFAULT_POOL_SIZE` (db/connection.ts). */
+  readonly max?: number;
 }
 
 /**
@@ -37,11 +39,16 @@ export interface OpenDatabaseOptions {
  * `close()` ends the pool (every connection closed, see `createPool`) before it stops the embedded
  * server, and stops the server even when ending the pool failed.
  */
-export async function openDatabase(logger: Logger, options: OpenDatabaseOptions): Promise<Database> {
-  const url = process.env.DATABASE_URL;
+export async function openDatabase(
+  logger: Logger,
+  options: OpenDatabaseOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Database> {
+  const url = env.DATABASE_URL;
+  const poolOptions = { applicationName: 'audit-export', ...(options.max === undefined ? {} : { max: options.max }) };
   const onIdleError = (error: Error): void => logger.warn({ err: error }, 'idle database connection failed');
   if (url !== undefined && url !== '') {
-    const pool = createPool(url, { applicationName: 'audit-export' }, onIdleError);
+    const pool = createPool(url, poolOptions, onIdleError);
     return { pool, embedded: false, url, close: () => pool.end() };
   }
   if (!options.allowEmbedded) {
@@ -49,7 +56,7 @@ export async function openDatabase(logger: Logger, options: OpenDatabaseOptions)
   }
   logger[options.embeddedExpected === true ? 'info' : 'warn']('DATABASE_URL is not set: starting an embedded PostgreSQL with a seeded demo data set');
   const server = await startEmbeddedPostgres((line) => logger.debug({ postgres: line }, 'embedded postgres'));
-  const pool = createPool(server.url, { applicationName: 'audit-export' }, onIdleError);
+  const pool = createPool(server.url, poolOptions, onIdleError);
   let seeded: SeedSummary;
   try {
     await migratePool(pool);

@@ -297,7 +297,9 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
       'Runs one export request through the request lifecycle (validation, state, coalescing,\n' +
         'cancel, announcement), for Cloud Run job executions. The request comes from --request FILE,\n' +
         '--request - (stdin) or EXPORT_REQUEST (JSON, or base64 of it); the output is OUTPUT_URI\n' +
-        '(default file://./exports). Prints the JSON summary line; exit codes as for export.',
+        '(default file://./exports). Prints the JSON summary line; exit codes as for export, except\n' +
+        'as a Cloud Run job task (CLOUD_RUN_JOB set): 0 for a request rejected or cancelled for good,\n' +
+        'which no retry can change (the summary line says its status; SIGTERM still exits 3).',
     )
     .option('--request <file>', 'request document, or - for stdin (default: EXPORT_REQUEST)')
     .option('--no-progress', 'no progress bar (terminal) or progress lines (otherwise) on stderr')
@@ -317,10 +319,17 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
     .description(
       'Pulls export requests from a subscription and runs each through the request lifecycle;\n' +
         'the ack deadline is extended while an export runs (up to an hour). SIGTERM stops pulling,\n' +
-        'aborts running exports, hands their requests back and nacks them.',
+        'aborts running exports, hands their requests back and nacks them.\n' +
+        'Database connections: each running export holds one on DATABASE_URL (its snapshot) and\n' +
+        'renews its lease with one on STATE_DATABASE_URL, so each pool holds at most --concurrency + 2\n' +
+        '(2 x --concurrency + 2 when STATE_DATABASE_URL is unset or DATABASE_URL: one pool for both).',
     )
     .requiredOption('--subscription <name>', 'subscription of the requests topic')
-    .addOption(new Option('--concurrency <n>', 'requests run at once by this worker').argParser(positiveInteger('--concurrency')).default(1))
+    .addOption(
+      new Option('--concurrency <n>', 'requests run at once by this worker (sizes its database pools, see above)')
+        .argParser(positiveInteger('--concurrency'))
+        .default(1),
+    )
     .option('--no-progress', 'no progress lines on stderr')
     .action((flags: { subscription: string; concurrency: number; progress: boolean }) =>
       // JSON lines even on a terminal: several requests may run at once.

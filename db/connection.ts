@@ -1,5 +1,8 @@
 import pg from 'pg';
 
+/** The connections a pool may open unless its owner sizes it. */
+export const DEFAULT_POOL_SIZE = 4;
+
 /** Options for {@link createPool}. */
 export interface PoolOptions {
   /** Shown in `pg_stat_activity.application_name`, so operators can tell our sessions apart. */
@@ -93,7 +96,7 @@ export function createPool(
     {
       connectionString,
       application_name: options.applicationName ?? 'audit-export',
-      max: options.max ?? 4,
+      max: options.max ?? DEFAULT_POOL_SIZE,
     },
     onIdleError,
   );

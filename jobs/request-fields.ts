@@ -220,3 +220,16 @@ export function parseCommonFields(input: Record<string, unknown>, kind: string, 
 export function boundText(bound: RangeBound): string {
   return bound.kind === 'date' ? bound.date : bound.iso;
 }
+
+/** One named part of what makes two requests the same: the field's name as a request spells it, and its normalised value. */
+export type IdentityPart = readonly [field: string, value: unknown];
+
+/** A range bound as it counts for identity: a date as written, an instant as the moment (UTC), whatever its offset. */
+export function identityBound(bound: RangeBound): string {
+  return bound.kind === 'date' ? bound.date : new Date(bound.epochMs).toISOString();
+}
+
+/** The identity string of a request's parts: their values in order (the names are only for telling which differ). */
+export function identityText(parts: readonly IdentityPart[]): string {
+  return JSON.stringify(parts.map(([, value]) => value));
+}

@@ -1,7 +1,8 @@
 import { describe } from '../config/env.js';
-import { parseConversationRequest, conversationRequestIdentity, type ConversationRequest } from './conversations/request.js';
+import { parseConversationRequest, conversationIdentityParts, conversationRequestIdentity, type ConversationRequest } from './conversations/request.js';
 import { InvalidRequestError } from './errors.js';
-import { parseStopSlotsRequest, stopSlotsRequestIdentity, type StopSlotsRequest } from './stop-slots/request.js';
+import type { IdentityPart } from './request-fields.js';
+import { parseStopSlotsRequest, stopSlotsIdentityParts, stopSlotsRequestIdentity, type StopSlotsRequest } from './stop-slots/request.js';
 
 /** The report kinds a request may ask for. */
 export const REQUEST_KINDS = ['conversations', 'stop-slots'] as const;
@@ -119,4 +120,26 @@ function pathOf(stack: readonly Frame[], key: string): string {
     path += frame.keys === undefined ? `[${frame.index}]` : `${path === '' ? '' : '.'}${frame.lastKey}`;
   }
   return `${path}${path === '' ? '' : '.'}${key}`;
+}
+
+/** {@link requestIdentity}, field by field. */
+export function requestIdentityParts(request: ExportRequest): IdentityPart[] {
+  return request.kind === 'conversations' ? conversationIdentityParts(request) : stopSlotsIdentityParts(request);
+}
+
+/**
+ * The fields in which `incoming` asks for something else than `stored`, in the order of the
+ * identity (empty: the same request, however it is worded). Compared like {@link requestIdentity}:
+ * recipients are deduplicated and compared case-insensitively in any order, lists in any order,
+ * instants by the moment they name; `requestedBy` does not count. Requests of different kinds are
+ * compared on `kind` and the fields both kinds have.
+ */
+export function differingFields(stored: ExportRequest, incoming: ExportRequest): string[] {
+  const theirs = new Map(requestIdentityParts(incoming).map(([field, value]) => [field, JSON.stringify(value)]));
+  const differing: string[] = [];
+  for (const [field, value] of requestIdentityParts(stored)) {
+    const other = theirs.get(field);
+    if (other !== undefined && other !== JSON.stringify(value)) differing.push(field);
+  }
+  return differing;
 }

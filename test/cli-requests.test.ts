@@ -1,7 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runExitCode } from '../cli/commands/requests.js';
 import { migrateState } from '../db/migrate.js';
+import { cancelRequest, storedRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
+import { parseExportRequest } from '../jobs/requests.js';
 import { collect, runCli, startCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles, temporaryDirectory } from './support/export.js';
@@ -41,6 +44,24 @@ describe('audit-export run, status, list, cancel', () => {
     expect(status.code).toBe(0);
     expect(status.stdout.trim().split('\n')).toHaveLength(1);
     expect(status.summary).toMatchObject({ requestId: 'cli-run-1', status: 'uploaded', rows: 10, uri: first.summary?.uri, error: null, coalescedInto: null });
+  });
+
+  it('refuses a request with other parameters under a used id: exit 2, the summary says why, the stored request is left alone', async () => {
+    const { env } = await environment();
+    const before = await runCli(['status', 'cli-run-1'], env);
+    const other = await runCli(['run'], { ...env, EXPORT_REQUEST: doc('cli-run-1', { merchantId: 2, locale: 'es' }) });
+    expect(other.code, other.stderr).toBe(2);
+    expect(other.summary).toEqual({
+      requestId: 'cli-run-1',
+      kind: 'conversations',
+      uri: null,
+      rows: null,
+      files: [],
+      bytes: null,
+      status: 'rejected',
+      error: 'requestId cli-run-1 was already used with other parameters: merchantId, locale',
+    });
+    expect((await runCli(['status', 'cli-run-1'], env)).summary).toEqual(before.summary);
   });
 
   it('reads the request from stdin too, and rejects an invalid one with exit 2 and the reason', async () => {
@@ -90,5 +111,69 @@ describe('audit-export run, status, list, cancel', () => {
     const finished = await runCli(['cancel', 'cli-run-1'], env);
     expect(finished.code).toBe(2);
     expect(finished.stderr).toMatch(/is uploaded; only queued, running or failed requests can be cancelled/);
+  });
+});
+
+describe('audit-export run as a Cloud Run job task (CLOUD_RUN_JOB set): only what a retry can change exits non-zero', () => {
+  const onCloudRun = async (): Promise<{ env: Record<string, string>; out: string }> => {
+    const { env, out } = await environment();
+    return { out, env: { ...env, CLOUD_RUN_JOB: 'audit-export-run', CLOUD_RUN_EXECUTION: 'audit-export-run-abc12', CLOUD_RUN_TASK_INDEX: '0' } };
+  };
+  const errorLines = (stderr: string): Record<string, unknown>[] =>
+    stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => /Cloud Run/.test(String(line.message)));
+
+  it('maps the outcomes: rejected and cancelled exit 0 there, a request handed back and a failure do not', () => {
+    const outcome = (exitCode: 0 | 1 | 2 | 3, status: RequestRecord['status']) => ({ exitCode, record: { status } });
+    expect(runExitCode(outcome(2, 'rejected'), true)).toBe(0);
+    expect(runExitCode(outcome(3, 'cancelled'), true)).toBe(0);
+    expect(runExitCode(outcome(3, 'queued'), true)).toBe(3);
+    expect(runExitCode(outcome(1, 'failed'), true)).toBe(1);
+    expect(runExitCode(outcome(0, 'delivered'), true)).toBe(0);
+    for (const [code, status] of [[2, 'rejected'], [3, 'cancelled'], [3, 'queued'], [1, 'failed']] as const) {
+      expect(runExitCode(outcome(code, status), false)).toBe(code);
+    }
+  });
+
+  it('an invalid request exits 0 with the rejection in the summary line and an error log line', async () => {
+    const { env } = await onCloudRun();
+    const result = await runCli(['run'], { ...env, EXPORT_REQUEST: doc('cli-cloudrun-bad', { to: '2026-12-01' }) });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.summary).toMatchObject({ requestId: 'cli-cloudrun-bad', status: 'rejected' });
+    expect(String(result.summary?.error)).toMatch(/longer than 60 days/);
+    expect(errorLines(result.stderr)).toEqual([expect.objectContaining({ severity: 'ERROR', requestId: 'cli-cloudrun-bad', status: 'rejected', exitCode: 0, outcomeExitCode: 2 })]);
+  });
+
+  it('a cancelled request exits 0 there and 3 elsewhere', async () => {
+    const { env } = await onCloudRun();
+    const request = parseExportRequest(JSON.parse(doc('cli-cloudrun-cancelled')));
+    await db.pool.query(
+      `INSERT INTO audit_export_requests (request_id, kind, merchant_id, request, status) VALUES ($1, 'conversations', '1', $2, 'queued')`,
+      [request.requestId, storedRequest(request)],
+    );
+    expect((await cancelRequest(db.pool, request.requestId))?.status).toBe('cancelled');
+    const result = await runCli(['run'], { ...env, EXPORT_REQUEST: doc('cli-cloudrun-cancelled') });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.summary).toMatchObject({ requestId: 'cli-cloudrun-cancelled', status: 'cancelled' });
+    expect(errorLines(result.stderr)).toEqual([expect.objectContaining({ severity: 'WARNING', status: 'cancelled', exitCode: 0, outcomeExitCode: 3 })]);
+    const elsewhere = await runCli(['run'], { ...env, CLOUD_RUN_JOB: undefined, EXPORT_REQUEST: doc('cli-cloudrun-cancelled') });
+    expect(elsewhere.code).toBe(3);
+  });
+
+  it('SIGTERM (the task timeout) still exits 3 with the request handed back, for the retry to run it', async () => {
+    const { env, out } = await onCloudRun();
+    const child = startCli(['run'], { ...env, EXPORT_REQUEST: doc('cli-cloudrun-sigterm', { merchantId: 9, to: '2026-10-01' }) });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('conversation export started') && child.signalCode === null && !child.killed) child.kill('SIGTERM');
+    });
+    const result = await collect(child);
+    expect(result.code, stderr).toBe(3);
+    expect(result.summary).toMatchObject({ requestId: 'cli-cloudrun-sigterm', status: 'queued' });
+    expect(await listFiles(out)).toEqual([]);
   });
 });

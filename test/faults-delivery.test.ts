@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lifecyclePoolSizes } from '../cli/commands/requests.js';
 import { useTestDatabase } from './support/database.js';
 import {
   expectDelivered,
@@ -244,8 +245,8 @@ describe('fault: garbage on the requests topic', () => {
 describe('fault: 50 requests at once against two workers', () => {
   it('delivers each exactly once, within bounded database connections and without pool timeouts', async () => {
     const { topic, subscription } = await topicWithSubscription(rig, 'requests-load');
-    // Concurrency 4 per worker (8 exports at once) so the workers' pools (4 connections each, shared
-    // by the exports, heartbeats, intake and state updates) are under real pressure.
+    // Concurrency 4 per worker (8 exports at once) so the workers' pools (shared by the exports,
+    // heartbeats, intake and state updates) are under real pressure.
     const workers = ['worker-a', 'worker-b'].map((name) => rig.start(name, ['worker', '--subscription', subscription, '--concurrency', '4']));
     await Promise.all(workers.map((worker) => worker.waitForLog('worker started')));
     // The default limits stay (at most 2 active exports per merchant, 60 requests per hour): 25
@@ -304,8 +305,11 @@ describe('fault: 50 requests at once against two workers', () => {
     }
     const logs = workers.map((worker) => worker.stderr).join('\n') + rig.mailer.stderr;
     expect(logs).not.toContain('timeout exceeded when trying to connect');
-    // Each worker's pool holds at most 4 connections (the source and the state database are one here).
-    expect(peak.get('audit-export') ?? 0, JSON.stringify([...peak])).toBeLessThanOrEqual(8);
+    // Each worker's pool holds at most 2 x --concurrency + 2 connections (the source and the state
+    // database are one here, so one pool has both shares; see lifecyclePoolSizes), and says so.
+    const pool = lifecyclePoolSizes(4, true);
+    for (const worker of workers) expect(worker.logged('worker started')[0]?.pools, worker.name).toEqual(pool);
+    expect(peak.get('audit-export') ?? 0, JSON.stringify([...peak])).toBeLessThanOrEqual(2 * pool.source);
     expect(peak.get('audit-export-mailer') ?? 0, JSON.stringify([...peak])).toBeLessThanOrEqual(4);
     for (const worker of workers) {
       expect(worker.logged('export failed; a redelivery retries it'), worker.name).toEqual([]);

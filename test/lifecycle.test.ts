@@ -1,9 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lifecyclePoolSizes, openLifecycle } from '../cli/commands/requests.js';
 import { migrateState } from '../db/migrate.js';
 import type { ReadyAnnouncement } from '../jobs/announcement.js';
 import { processRequest, type LifecycleDeps } from '../jobs/lifecycle/process.js';
 import { cancelRequest, claim, markExpired, DEFAULT_LIMITS, listRequests, readRequest, type RequestRecord } from '../jobs/lifecycle/state.js';
 import { Writable } from 'node:stream';
+import type pg from 'pg';
 import { progressStarter } from '../pipeline/progress.js';
 import { FileOutputTarget } from '../sinks/file.js';
 import type { OutputTarget } from '../sinks/output.js';
@@ -323,5 +325,235 @@ describe('the request lifecycle', () => {
     expect(records.length).toBe(5);
     const created = records.map((record) => record.createdAt);
     expect([...created].sort().reverse()).toEqual(created);
+  });
+});
+
+describe('a request id is bound to its parameters', () => {
+  /** A request of `doc` handed back at once (queued, attempt 1), then marked failed as a broken attempt leaves it. */
+  async function failedRequest(deps: LifecycleDeps, doc: Record<string, unknown>): Promise<RequestRecord> {
+    await processRequest(data(doc), { ...deps, shutdown: AbortSignal.abort() });
+    await db.pool.query(`UPDATE audit_export_requests SET status = 'failed', error = 'database down', worker = NULL, finished_at = now() WHERE request_id = $1`, [
+      doc.requestId,
+    ]);
+    return (await readRequest(db.pool, String(doc.requestId))) as RequestRecord;
+  }
+
+  it.each([
+    ['merchant and range end', { merchantId: 2, to: '2026-10-30' }, 'merchantId, to'],
+    ['range start', { from: '2026-09-02' }, 'from'],
+    ['time zone', { timezone: 'UTC' }, 'timezone'],
+    ['filters', { filters: { statuses: ['CLOSED'] } }, 'filters.statuses'],
+    ['recipients', { recipients: ['bob@merchant.test'] }, 'recipients'],
+    ['locale', { locale: 'es' }, 'locale'],
+    ['CSV options', { csvBom: false }, 'csv.bom'],
+    ['kind', { kind: 'stop-slots' }, 'kind'],
+  ])('rejects a retry of a failed request with another %s and leaves the stored request alone', async (_name, change, fields) => {
+    const logs = captureLogs();
+    const { deps, directory, announced } = await harness({ logger: logs.logger });
+    const doc = request({ recipients: ['ana@merchant.test'] });
+    const stored = await failedRequest(deps, doc);
+    const { csvBom, ...rest } = change as Record<string, unknown>;
+    const other: Record<string, unknown> = { ...doc, ...rest };
+    if (csvBom !== undefined) other.csv = { ...(doc.csv as object), bom: csvBom };
+    if (other.kind === 'stop-slots') delete other.csv;
+
+    const outcome = await processRequest(data(other), deps);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 2, record: { requestId: doc.requestId, status: 'rejected' } });
+    expect(outcome.record.error).toBe(`requestId ${String(doc.requestId)} was already used with other parameters: ${fields}`);
+    // Status, parameters, attempts, object: all as they were.
+    expect(await readRequest(db.pool, String(doc.requestId))).toEqual(stored);
+    expect(await listFiles(directory)).toEqual([]);
+    expect(announced).toEqual([]);
+    expect(logs.entries).toContainEqual(
+      expect.objectContaining({ requestId: doc.requestId, msg: expect.stringMatching(/other parameters.*left alone/), fields: fields.split(', '), status: 'failed' }),
+    );
+    // The request itself is still what it was: its own document retries it.
+    expect(await processRequest(data(doc), deps)).toMatchObject({ exitCode: 0, record: { status: 'delivered', attempts: 2 } });
+  });
+
+  it('rejects another request under the id of a delivered one, and an identical redelivery still does nothing more', async () => {
+    const { deps, announced } = await harness();
+    const doc = request({ recipients: ['ana@merchant.test'] });
+    expect((await processRequest(data(doc), deps)).record.status).toBe('delivered');
+    const stored = await readRequest(db.pool, String(doc.requestId));
+    const other = await processRequest(data({ ...doc, merchantId: 2 }), deps);
+    expect(other).toMatchObject({ verdict: 'ack', exitCode: 2, record: { status: 'rejected', uri: null, rows: null } });
+    expect(other.record.error).toMatch(/was already used with other parameters: merchantId$/);
+    expect(await readRequest(db.pool, String(doc.requestId))).toEqual(stored);
+    expect(await processRequest(data(doc), deps)).toMatchObject({ verdict: 'ack', exitCode: 0, record: stored });
+    expect(announced).toHaveLength(1);
+  });
+
+  it('takes a redelivery that only words the same parameters differently as the same request, and retries what was stored', async () => {
+    const { deps, announced } = await harness();
+    const doc = request({
+      from: '2026-09-01T00:00:00-05:00',
+      to: '2026-10-31T00:00:00-05:00',
+      recipients: ['Ana@merchant.test', 'bob@merchant.test'],
+      filters: { statuses: ['CLOSED', 'PICKED_UP'] },
+      requestedBy: { userId: 'u-1' },
+    });
+    await failedRequest(deps, doc);
+    // Same instants in another offset, recipients reordered and recased, statuses reordered, another requester.
+    const reworded = {
+      ...doc,
+      from: '2026-09-01T05:00:00Z',
+      to: '2026-10-31T05:00:00+00:00',
+      recipients: ['BOB@merchant.test', 'ana@merchant.test'],
+      filters: { statuses: ['picked_up', 'CLOSED'] },
+      requestedBy: { userId: 'u-2' },
+    };
+    const outcome = await processRequest(data(reworded), deps);
+    expect(outcome).toMatchObject({ verdict: 'ack', exitCode: 0, record: { status: 'delivered', attempts: 2 } });
+    // The stored request ran: its recipients as written, its bounds as given.
+    expect(announced).toHaveLength(1);
+    expect(announced[0]?.recipients).toEqual(['Ana@merchant.test', 'bob@merchant.test']);
+    expect(announced[0]?.parameters).toMatchObject({ from: '2026-09-01T00:00:00-05:00', to: '2026-10-31T00:00:00-05:00' });
+    expect(outcome.record.request).toMatchObject({ requestedBy: { userId: 'u-1' } });
+  });
+});
+
+/** `pool`, with its own queries (not those of the clients it lends) and its `connect` going through `hooks`. */
+function interceptedPool(
+  pool: pg.Pool,
+  hooks: { query?: (text: string, run: () => Promise<pg.QueryResult>) => Promise<pg.QueryResult>; connect?: () => Promise<void> },
+): pg.Pool {
+  return new Proxy(pool, {
+    get(target, property) {
+      const { query, connect } = hooks;
+      if (property === 'query' && query !== undefined) {
+        return (text: string, values?: unknown[]) => query(text, () => target.query(text, values));
+      }
+      if (property === 'connect' && connect !== undefined) {
+        return async () => {
+          await connect();
+          return await target.connect();
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+describe('heartbeats of a running export', () => {
+  it.each([
+    ['uploaded', 'done', "SET status = 'uploaded'"],
+    ['failed', 'failed', "SET status = 'failed'"],
+    ['handed back at shutdown', 'cancelled', "SET status = 'queued'"],
+  ] as const)('all settle before the export records its end (%s): none lands after it', async (ending, progressEnd, write) => {
+    const events: string[] = [];
+    let heartbeatSent!: () => void;
+    const sent = new Promise<void>((resolve) => (heartbeatSent = resolve));
+    let exportEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (exportEnded = resolve));
+    const shutdown = new AbortController();
+    const heartbeats: Promise<unknown>[] = [];
+    const logs = captureLogs();
+    const { deps } = await harness({ logger: logs.logger, heartbeatMs: 20, shutdown: shutdown.signal });
+    // Every heartbeat is held until the export has ended, and a while more.
+    const state = interceptedPool(db.pool, {
+      query: async (text, run) => {
+        if (text.includes('SET heartbeat_at = now(), rows')) {
+          events.push('heartbeat sent');
+          heartbeatSent();
+          const held = (async () => {
+            await ended;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            const result = await run();
+            events.push(result.rowCount === 1 ? 'heartbeat settled' : 'heartbeat landed after the end');
+            return result;
+          })();
+          heartbeats.push(held);
+          return await held;
+        }
+        if (text.includes(write)) events.push('end recorded');
+        return await run();
+      },
+    });
+    // The export reads nothing before a heartbeat is on its way, so one is in flight when it ends.
+    const source = interceptedPool(db.pool, {
+      connect: async () => {
+        await sent;
+        if (ending === 'handed back at shutdown') shutdown.abort();
+      },
+    });
+    const output: OutputTarget =
+      ending === 'failed'
+        ? { description: 'a full disk', find: async () => undefined, open: async () => Promise.reject(new Error('disk full')) }
+        : deps.output;
+    const progress = () => ({ mode: 'off' as const, update() {}, logNow() {}, end: (outcome: string) => (events.push(`export ${outcome}`), exportEnded()) });
+    const doc = request();
+    const outcome = await processRequest(data(doc), { ...deps, state, source, output, progress });
+    // Whatever was still in flight when the delivery ended lands now, for the order below to show it.
+    await Promise.all(heartbeats);
+    expect(outcome.record.status).toBe(ending === 'handed back at shutdown' ? 'queued' : ending);
+    const collapsed = events.filter((event, index) => event !== events[index - 1]);
+    expect(collapsed).toEqual(['heartbeat sent', `export ${progressEnd}`, 'heartbeat settled', 'end recorded']);
+    expect(logs.entries.filter((entry) => /lease lost|cancelled or taken over/.test(String(entry.msg)))).toEqual([]);
+  });
+});
+
+describe('the pools of a worker running several exports at once', () => {
+  it('sizes each pool from --concurrency: a snapshot and a heartbeat per export, plus 2', () => {
+    expect(lifecyclePoolSizes(1, false)).toEqual({ source: 3, state: 3 });
+    expect(lifecyclePoolSizes(8, false)).toEqual({ source: 10, state: 10 });
+    // One pool for both databases: both shares.
+    expect(lifecyclePoolSizes(1, true)).toEqual({ source: 4, state: 4 });
+    expect(lifecyclePoolSizes(8, true)).toEqual({ source: 18, state: 18 });
+  });
+
+  it('keeps renewing every lease while --concurrency exports hold their snapshots (regression: 4 connections starved the heartbeats)', async () => {
+    const concurrency = 4;
+    const directory = await temporaryDirectory();
+    const env = { DATABASE_URL: db.url, OUTPUT_URI: `file://${directory}`, MAX_ACTIVE_EXPORTS_PER_MERCHANT: '10', HEARTBEAT_MS: '50' };
+    const lifecycle = await openLifecycle(silentLogger, new AbortController().signal, { allowEmbedded: false, concurrency }, env);
+    // One valve per export: each holds its snapshot, mid-stream, until the end of the test.
+    const valves = Array.from({ length: concurrency }, () => new Valve(64 * 1024));
+    let running: Promise<unknown>[] = [];
+    try {
+      // The state database is the source one here: one pool serves the snapshots and the heartbeats.
+      const streaming = new Set<string>();
+      const progress = (spec: { requestId?: string }) => ({
+        mode: 'off' as const,
+        update: (update: { rows?: number }) => void ((update.rows ?? 0) > 0 && streaming.add(String(spec.requestId))),
+        logNow() {},
+        end() {},
+      });
+      const docs = Array.from({ length: concurrency }, () => request({ merchantId: 9, from: '2026-09-01', to: '2026-10-01' }));
+      const ids = docs.map((doc) => String(doc.requestId));
+      const outcomes = docs.map((doc, index) =>
+        processRequest(data(doc), { ...lifecycle.deps, output: throughValve(lifecycle.deps.output, valves[index] as Valve), progress }),
+      );
+      running = outcomes;
+      const beats = async (): Promise<number[]> =>
+        (
+          await db.pool.query<{ heartbeat_at: Date | null; status: string }>(
+            'SELECT heartbeat_at, status FROM audit_export_requests WHERE request_id = ANY($1) ORDER BY request_id',
+            [ids],
+          )
+        ).rows.map((row) => (row.status === 'running' && row.heartbeat_at !== null ? row.heartbeat_at.getTime() : 0));
+      await until(() => streaming.size === concurrency, 'every export streaming');
+      const before = await beats();
+      let renewed = false;
+      for (let i = 0; i < 100 && !renewed; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        renewed = (await beats()).every((at, index) => at > (before[index] as number));
+      }
+      expect(renewed, 'every running export renewed its lease within 2 s').toBe(true);
+      // More than the old fixed 4 connections are open, and no more than the pool's size.
+      expect(lifecycle.pools).toEqual({ source: 2 * concurrency + 2, state: 2 * concurrency + 2 });
+      const { rows: sessions } = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'audit-export'`,
+      );
+      expect(sessions[0]?.n).toBeGreaterThan(4);
+      expect(sessions[0]?.n).toBeLessThanOrEqual(lifecycle.pools.source);
+      for (const valve of valves) valve.widen(Infinity);
+      expect((await Promise.all(outcomes)).map((outcome) => outcome.record.status)).toEqual(docs.map(() => 'uploaded'));
+    } finally {
+      for (const valve of valves) valve.widen(Infinity);
+      await Promise.allSettled(running);
+      await lifecycle.close();
+    }
   });
 });

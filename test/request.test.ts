@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseConversationRequest, parseRangeBound } from '../jobs/conversations/request.js';
 import { InvalidRequestError } from '../jobs/errors.js';
+import { requestOfStored, storedRequest } from '../jobs/lifecycle/state.js';
+import { differingFields, parseExportRequest, requestIdentity } from '../jobs/requests.js';
 
 const valid = { merchantId: '42', from: '2026-09-01', to: '2026-10-31' };
 
@@ -103,3 +105,67 @@ describe('parseRangeBound', () => {
     ]);
   });
 });
+
+describe('a request as stored and compared under its request id', () => {
+  const documents: Record<string, unknown>[] = [
+    { kind: 'conversations', requestId: 'r1', merchantId: 42, from: '2026-09-01', to: '2026-10-31' },
+    {
+      kind: 'conversations',
+      requestId: 'r2',
+      merchantId: '42',
+      from: '2026-09-01T08:00:00-05:00',
+      to: '2026-10-01T00:00:00Z',
+      timezone: 'America/Bogota',
+      filters: { agentIds: [7, 3], providers: ['whatsapp'], aliases: ['sales'], statuses: ['closed', 'PICKED_UP'] },
+      csv: { bom: false, formulaGuard: false, rowsPerFile: 10 },
+      recipients: ['Ana@merchant.example', 'bob@merchant.example'],
+      locale: 'es',
+      requestedBy: { userId: 17, email: 'ops@merchant.example' },
+    },
+    { kind: 'stop-slots', requestId: 'r3', merchantId: 9, from: '2026-09-01', to: '2026-09-02', botIds: [5], requestedBy: { userId: 'u', email: 'ops@merchant.example' } },
+  ];
+
+  it.each(documents.map((doc) => [doc.requestId, doc]))('reads %s back from its stored form as the request it was', (_id, doc) => {
+    const request = parseExportRequest(doc);
+    expect(requestOfStored(storedRequest(request))).toEqual(request);
+    expect(differingFields(request, requestOfStored(storedRequest(request)))).toEqual([]);
+  });
+
+  it('names the fields another document asks for differently, in the order of the identity', () => {
+    const stored = parseExportRequest(documents[1]);
+    const ask = (change: Record<string, unknown>): string[] => differingFields(stored, parseExportRequest({ ...documents[1], ...change }));
+    expect(ask({ merchantId: 43, to: '2026-10-02T00:00:00Z' })).toEqual(['merchantId', 'to']);
+    expect(ask({ filters: { agentIds: [7] }, csv: { rowsPerFile: 11 } })).toEqual([
+      'filters.agentIds',
+      'filters.providers',
+      'filters.aliases',
+      'filters.statuses',
+      'csv.bom',
+      'csv.formulaGuard',
+      'csv.rowsPerFile',
+    ]);
+    expect(ask({ recipients: ['ana@merchant.example'] })).toEqual(['recipients']);
+    // Another kind: compared on the kind and the fields both kinds have.
+    const { filters: _filters, csv: _csv, ...common } = documents[1] as Record<string, unknown>;
+    expect(differingFields(stored, parseExportRequest({ ...common, kind: 'stop-slots' }))).toEqual(['kind', 'csv.bom', 'csv.formulaGuard']);
+  });
+
+  it('takes the same parameters worded otherwise as the same request: offsets, order, case, requester', () => {
+    const stored = parseExportRequest(documents[1]);
+    const reworded = parseExportRequest({
+      ...documents[1],
+      from: '2026-09-01T13:00:00Z',
+      to: '2026-09-30T19:00:00-05:00',
+      filters: { agentIds: ['3', 7, 3], providers: ['whatsapp'], aliases: ['sales'], statuses: ['PICKED_UP', 'CLOSED'] },
+      recipients: ['BOB@merchant.example', 'ana@merchant.example', 'Bob@merchant.example'],
+      requestedBy: { userId: 'someone-else' },
+    });
+    expect(differingFields(stored, reworded)).toEqual([]);
+    expect(requestIdentity(reworded)).toBe(requestIdentity(stored));
+  });
+
+  it('refuses a stored document that is not a request, naming the field', () => {
+    expect(() => requestOfStored({ ...storedRequest(parseExportRequest(documents[0])), from: { kind: 'date' } })).toThrow(/^from: /);
+  });
+});
+

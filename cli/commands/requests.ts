@@ -2,13 +2,13 @@ import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { createPool } from '../../db/connection.js';
+import { createPool, DEFAULT_POOL_SIZE } from '../../db/connection.js';
 import { migrateState } from '../../db/migrate.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
 import { MAX_REQUEST_BYTES, REQUEST_SIZE_RULE } from '../../jobs/requests.js';
 import type { MessageHandler } from '../../jobs/mailer/handler.js';
 import { consumeSubscription } from '../../jobs/mailer/pull.js';
-import { processRequest, workerName, type LifecycleDeps } from '../../jobs/lifecycle/process.js';
+import { processRequest, workerName, type LifecycleDeps, type ProcessOutcome } from '../../jobs/lifecycle/process.js';
 import { cancelRequest, DEFAULT_LIMITS, listRequests, readRequest, readStoredReports, type RequestRecord } from '../../jobs/lifecycle/state.js';
 import type { ProgressStarter } from '../../pipeline/progress.js';
 import { checkOutputTarget, outputTargetFor } from '../../sinks/targets.js';
@@ -30,20 +30,49 @@ function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min
 }
 
 /** A state database pool: `STATE_DATABASE_URL`, or the source pool when it is not set. */
-async function openState(source: pg.Pool, embedded: boolean, env: NodeJS.ProcessEnv): Promise<{ pool: pg.Pool; close(): Promise<void> }> {
+async function openState(
+  source: pg.Pool,
+  embedded: boolean,
+  env: NodeJS.ProcessEnv,
+  max: number | undefined,
+): Promise<{ pool: pg.Pool; close(): Promise<void> }> {
   const url = setting(env, 'STATE_DATABASE_URL');
-  if (url === undefined || url === setting(env, 'DATABASE_URL')) {
+  if (url === undefined || stateIsSource(env)) {
     // A fresh embedded database has no state tables yet; a configured one was migrated by `db migrate`.
     if (embedded) await migrateState(source);
     return { pool: source, close: async () => {} };
   }
-  const pool = createPool(url, { applicationName: 'audit-export-state' });
+  const pool = createPool(url, { applicationName: 'audit-export-state', ...(max === undefined ? {} : { max }) });
   return { pool, close: () => pool.end() };
+}
+
+/** Connections each lifecycle pool keeps beyond one per running export: intake and claims of new deliveries, and the state writes of finishing ones. */
+export const POOL_MARGIN = 2;
+
+/**
+ * How many connections the lifecycle's pools may open for `concurrency` exports at once. Each
+ * running export holds one source connection (its snapshot) for its whole run and, every
+ * `HEARTBEAT_MS`, one state connection (its heartbeat; at most one in flight). So each pool gets
+ * `concurrency + POOL_MARGIN`; when one pool serves both databases (`STATE_DATABASE_URL` unset or
+ * equal to `DATABASE_URL`) it gets both shares, `2 × concurrency + POOL_MARGIN`. A fixed 4 let
+ * four snapshots starve every heartbeat, and their leases expired under them.
+ */
+export function lifecyclePoolSizes(concurrency: number, shared: boolean): { source: number; state: number } {
+  const size = shared ? 2 * concurrency + POOL_MARGIN : concurrency + POOL_MARGIN;
+  return { source: size, state: size };
+}
+
+/** Whether the state database is the source database (one pool serves both): `STATE_DATABASE_URL` unset or equal to `DATABASE_URL`. */
+function stateIsSource(env: NodeJS.ProcessEnv): boolean {
+  const url = setting(env, 'STATE_DATABASE_URL');
+  return url === undefined || url === setting(env, 'DATABASE_URL');
 }
 
 /** The request lifecycle's dependencies from the environment, and how to release them. */
 export interface Lifecycle {
   readonly deps: LifecycleDeps;
+  /** The most connections each pool may open (one pool for both when the state database is the source one). */
+  readonly pools: { readonly source: number; readonly state: number };
   close(): Promise<void>;
 }
 
@@ -53,12 +82,12 @@ export interface Lifecycle {
  * `file://./exports`), `MAX_ACTIVE_EXPORTS_PER_MERCHANT` (2), `MAX_REQUESTS_PER_HOUR` (60),
  * `LEASE_SECONDS` (60: a running request whose heartbeat is older is taken over),
  * `HEARTBEAT_MS` (1000), and the announcement settings (`READY_TOPIC`...), used only for requests
- * with recipients.
+ * with recipients. With `concurrency` (the worker), the pools are sized by {@link lifecyclePoolSizes}.
  */
 export async function openLifecycle(
   logger: Logger,
   shutdown: AbortSignal,
-  options: { allowEmbedded: boolean; progress?: ProgressStarter },
+  options: { allowEmbedded: boolean; progress?: ProgressStarter; concurrency?: number },
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Lifecycle> {
   const output = outputTargetFor(setting(env, 'OUTPUT_URI') ?? 'file://./exports', 'OUTPUT_URI', env);
@@ -72,10 +101,12 @@ export async function openLifecycle(
   };
   const leaseMs = wholeNumber(env, 'LEASE_SECONDS', 60) * 1000;
   const heartbeatMs = wholeNumber(env, 'HEARTBEAT_MS', 1000, 50);
-  const database = await openDatabase(logger, options);
+  // Sized for `concurrency` exports at once (the worker); `run` and `serve` keep the pools' default (4).
+  const sizes = options.concurrency === undefined ? undefined : lifecyclePoolSizes(options.concurrency, stateIsSource(env));
+  const database = await openDatabase(logger, { allowEmbedded: options.allowEmbedded, max: sizes?.source }, env);
   let state;
   try {
-    state = await openState(database.pool, database.embedded, env);
+    state = await openState(database.pool, database.embedded, env, sizes?.state);
   } catch (error) {
     await database.close();
     throw error;
@@ -96,6 +127,7 @@ export async function openLifecycle(
   };
   return {
     deps,
+    pools: sizes ?? { source: DEFAULT_POOL_SIZE, state: DEFAULT_POOL_SIZE },
     async close() {
       await announcer?.close();
       await state.close();
@@ -165,7 +197,9 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
   // A coalesced request's file is the one it was coalesced into.
   const source = record.coalescedInto === null ? record : ((await readRequest(state, record.coalescedInto)) ?? record);
   if (record.kind === 'stop-slots') {
-    const reports = (await readStoredReports(state, source.requestId)).reports.map((report) => ({
+    // A rejected request stored nothing; a delivery refused under another request's id must not show that request's files.
+    const stored = record.status === 'rejected' ? [] : (await readStoredReports(state, source.requestId)).reports;
+    const reports = stored.map((report) => ({
       botId: report.botId,
       uri: report.uri,
       rows: report.rows,
@@ -193,16 +227,43 @@ export async function summaryOf(record: RequestRecord, state: pg.Pool): Promise<
 }
 
 /**
+ * The exit code of `run` for a request's outcome. Elsewhere it is the outcome's (0 done, 1
+ * failed, 2 invalid, 3 cancelled). As a Cloud Run job task (`onCloudRunJob`: `CLOUD_RUN_JOB` is
+ * set), a request that is `rejected` (2) or `cancelled` (3) for good exits 0: Cloud Run retries a
+ * task on any non-zero exit, and no retry can change either. A request handed back at SIGTERM
+ * (3, `queued`) and a failure (1) keep their codes: a retry is what runs them.
+ */
+export function runExitCode(outcome: Pick<ProcessOutcome, 'exitCode'> & { readonly record: Pick<RequestRecord, 'status'> }, onCloudRunJob: boolean): number {
+  const final = (outcome.exitCode === ExitCode.InvalidRequest && outcome.record.status === 'rejected') ||
+    (outcome.exitCode === ExitCode.Cancelled && outcome.record.status === 'cancelled');
+  return onCloudRunJob && final ? ExitCode.Ok : outcome.exitCode;
+}
+
+/**
  * `audit-export run`: one request (`data`, from {@link readRunRequest}) per process; returns the
  * exit code and prints the summary line. `logger` is best bound to the request already (see
  * `requestIdOf`), so the lines written before the request is parsed name it too.
  */
-export async function runRequest(data: string, logger: Logger, signal: AbortSignal, progress: ProgressStarter): Promise<number> {
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress });
+export async function runRequest(
+  data: string,
+  logger: Logger,
+  signal: AbortSignal,
+  progress: ProgressStarter,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: true, progress }, env);
   try {
     const outcome = await processRequest(data, lifecycle.deps);
     process.stdout.write(`${JSON.stringify(await summaryOf(outcome.record, lifecycle.deps.state))}\n`);
-    return outcome.exitCode;
+    const code = runExitCode(outcome, setting(env, 'CLOUD_RUN_JOB') !== undefined);
+    if (code !== outcome.exitCode) {
+      // The execution succeeds, so the outcome must stand out in the logs: alert on this line.
+      const fields = { status: outcome.record.status, exitCode: code, outcomeExitCode: outcome.exitCode, reason: outcome.record.error };
+      const message = `request ${outcome.record.status}: exit 0 as a Cloud Run job task, which no retry could change`;
+      if (outcome.record.status === 'rejected') logger.error(fields, message);
+      else logger.warn(fields, message);
+    }
+    return code;
   } finally {
     await lifecycle.close();
   }
@@ -221,9 +282,12 @@ export async function runWorker(
   progress: ProgressStarter,
 ): Promise<void> {
   const pubsub = createPubSubClient();
-  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false, progress });
+  const lifecycle = await openLifecycle(logger, signal, { allowEmbedded: false, progress, concurrency: options.concurrency });
   try {
-    logger.info({ subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker }, 'worker started');
+    logger.info(
+      { subscription: options.subscription, concurrency: options.concurrency, worker: lifecycle.deps.worker, pools: lifecycle.pools },
+      'worker started',
+    );
     await consumeSubscription(pubsub, options.subscription, requestHandler(lifecycle), {
       concurrency: options.concurrency,
       signal,

@@ -9,8 +9,10 @@ import {
   parseList,
   parseText,
   rejectUnknownFields,
+  identityBound,
+  identityText,
   type CommonRequestFields,
-  type RangeBound,
+  type IdentityPart,
 } from '../request-fields.js';
 
 export type { RangeBound, RequestedBy } from '../request-fields.js';
@@ -113,26 +115,32 @@ export function parseConversationRequest(input: unknown): ConversationRequest {
 }
 
 /**
- * What makes two conversation requests the same for coalescing: merchant, kind, every parameter
- * and the recipients (sorted, case-insensitive) and locale; never `requestId` or `requestedBy`.
+ * What makes two conversation requests the same (for coalescing, and for telling a redelivery from
+ * another request under a used id), field by field: merchant, kind, every parameter and the
+ * recipients (sorted, case-insensitive) and locale; never `requestId` or `requestedBy`. Instants
+ * count by the moment they name (any offset), lists by their members (any order).
  */
-export function conversationRequestIdentity(request: ConversationRequest): string {
-  const bound = (value: RangeBound): string => (value.kind === 'date' ? value.date : new Date(value.epochMs).toISOString());
+export function conversationIdentityParts(request: ConversationRequest): IdentityPart[] {
   const sorted = (values: readonly string[]): string[] => [...values].sort();
-  return JSON.stringify([
-    request.kind,
-    request.merchantId,
-    bound(request.from),
-    bound(request.to),
-    request.timezone ?? null,
-    sorted(request.filters.agentIds),
-    sorted(request.filters.providers),
-    sorted(request.filters.aliases),
-    sorted(request.filters.statuses),
-    request.csv.bom,
-    request.csv.formulaGuard,
-    request.csv.rowsPerFile,
-    sorted(request.recipients.map((address) => address.toLowerCase())),
-    request.locale,
-  ]);
+  return [
+    ['kind', request.kind],
+    ['merchantId', request.merchantId],
+    ['from', identityBound(request.from)],
+    ['to', identityBound(request.to)],
+    ['timezone', request.timezone ?? null],
+    ['filters.agentIds', sorted(request.filters.agentIds)],
+    ['filters.providers', sorted(request.filters.providers)],
+    ['filters.aliases', sorted(request.filters.aliases)],
+    ['filters.statuses', sorted(request.filters.statuses)],
+    ['csv.bom', request.csv.bom],
+    ['csv.formulaGuard', request.csv.formulaGuard],
+    ['csv.rowsPerFile', request.csv.rowsPerFile],
+    ['recipients', sorted(request.recipients.map((address) => address.toLowerCase()))],
+    ['locale', request.locale],
+  ];
+}
+
+/** {@link conversationIdentityParts} as one string (the `identity` column hashes it). */
+export function conversationRequestIdentity(request: ConversationRequest): string {
+  return identityText(conversationIdentityParts(request));
 }

@@ -9,7 +9,7 @@ import type { ReadyAnnouncement } from '../announcement.js';
 import { announceReports, runReport } from '../reports.js';
 import { InvalidRequestError, isAbortError } from '../errors.js';
 import { REQUEST_ID } from '../request-fields.js';
-import { parseExportRequest, parseRequestDocument, requestIdentity, type ExportRequest } from '../requests.js';
+import { differingFields, parseExportRequest, parseRequestDocument, requestIdentity, type ExportRequest } from '../requests.js';
 import {
   claim,
   heartbeat,
@@ -22,6 +22,8 @@ import {
   readStoredReports,
   recordRejected,
   releaseLease,
+  requestOfStored,
+  storedRequest,
   type IntakeLimits,
   type RequestRecord,
 } from './state.js';
@@ -56,7 +58,11 @@ export interface ProcessOutcome {
   readonly verdict: 'ack' | 'nack';
   /** For `run`: the CLI's exit code (0 done, 1 failed, 2 invalid, 3 cancelled). */
   readonly exitCode: 0 | 1 | 2 | 3;
-  /** The request's record after this delivery. */
+  /**
+   * The request's record after this delivery. For a delivery refused because its request id
+   * belongs to a request with other parameters, a record of that refusal (status `rejected`, the
+   * reason in `error`), which is not stored: the stored request is left as it was.
+   */
   readonly record: RequestRecord;
 }
 
@@ -137,7 +143,54 @@ async function processOnce(data: Buffer | string, deps: LifecycleDeps, messageId
   const log = requestLogger(deps.logger, request.requestId);
   if (taken.kind === 'coalesced') log.info({ coalescedInto: taken.record.coalescedInto }, 'request coalesced into an equal one');
   if (taken.kind === 'rejected') log.warn({ reason: taken.record.error }, 'request rejected');
-  return await act(request, taken.record, deps, log);
+  if (taken.kind !== 'existing') return await act(request, taken.record, deps, log);
+  const bound = boundRequest(request, taken.record, log);
+  return 'refused' in bound ? bound.refused : await act(bound.request, taken.record, deps, log);
+}
+
+/**
+ * A known request id is bound to the parameters it was first accepted with, like an idempotency
+ * key: a delivery asking for the same thing (however worded: see `differingFields`) acts on the
+ * request as stored, so a retry runs the stored parameters; one asking for anything else is
+ * refused (status `rejected` for this delivery, exit 2, acked) and the stored request is left alone.
+ */
+function boundRequest(request: ExportRequest, record: RequestRecord, log: Logger): { request: ExportRequest } | { refused: ProcessOutcome } {
+  // Only a request rejected before validation has no document, and intake replaced those.
+  if (record.request === null) return { request };
+  let reason: string;
+  let fields: string[] = [];
+  try {
+    const stored = requestOfStored(record.request);
+    fields = differingFields(stored, request);
+    if (fields.length === 0) return { request: stored };
+    reason = `requestId ${request.requestId} was already used with other parameters: ${fields.join(', ')}`;
+  } catch (error) {
+    if (!(error instanceof InvalidRequestError)) throw error;
+    // Nothing to compare with: running either document could be the wrong export.
+    reason = `requestId ${request.requestId} was already used by a request that no longer validates (${error.message}): use a new requestId`;
+  }
+  log.warn({ fields, status: record.status, reason }, 'request id used with other parameters: delivery rejected, the stored request is left alone');
+  const now = new Date().toISOString();
+  const refusal: RequestRecord = {
+    requestId: request.requestId,
+    kind: request.kind,
+    merchantId: request.merchantId,
+    status: 'rejected',
+    attempts: 0,
+    rows: null,
+    bytes: null,
+    uri: null,
+    files: null,
+    error: reason,
+    coalescedInto: null,
+    worker: null,
+    heartbeatAt: null,
+    createdAt: now,
+    startedAt: null,
+    finishedAt: now,
+    request: storedRequest(request),
+  };
+  return { refused: { verdict: 'ack', exitCode: 2, record: refusal } };
 }
 
 async function act(request: ExportRequest, record: RequestRecord, deps: LifecycleDeps, log: Logger): Promise<ProcessOutcome> {
@@ -179,21 +232,32 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
   if (deps.shutdown.aborted) onShutdown();
   let rows = 0;
   let leaseLost = false;
-  // A heartbeat still in flight when the export ends may land after markUploaded and find the
-  // request no longer running: that is the end of the work, not a lost lease.
-  let ended = false;
+  // At most one heartbeat in flight: a slow state database must not pile them up (each holds a
+  // connection of the state pool, which is sized for one per running export).
+  let inFlight: Promise<void> | undefined;
   const beat = setInterval(() => {
-    heartbeat(state, request.requestId, worker, rows).then(
-      (held) => {
-        if (!held && !leaseLost && !ended) {
-          leaseLost = true;
-          log.warn('lease lost (cancelled or taken over): stopping the export');
-          controller.abort(new Error('lease lost'));
-        }
-      },
-      (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
-    );
+    if (inFlight !== undefined) return;
+    inFlight = heartbeat(state, request.requestId, worker, rows)
+      .then(
+        (held) => {
+          if (!held && !leaseLost) {
+            leaseLost = true;
+            log.warn('lease lost (cancelled or taken over): stopping the export');
+            controller.abort(new Error('lease lost'));
+          }
+        },
+        (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
+      )
+      .finally(() => {
+        inFlight = undefined;
+      });
   }, deps.heartbeatMs);
+  // Before the export records how it ended: no heartbeat may land after that write (it would find
+  // the request no longer running, or renew a lease that is over).
+  const stopHeartbeats = async (): Promise<void> => {
+    clearInterval(beat);
+    await inFlight;
+  };
   log.info({ attempt: held.attempts, worker }, 'export running');
   const progress = (deps.progress ?? noProgress)({
     label: `merchant ${request.merchantId}`,
@@ -214,9 +278,8 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
         progress.update(update);
       },
     });
-    ended = true;
-    clearInterval(beat);
     progress.end('done');
+    await stopHeartbeats();
     const uploaded = await markUploaded(state, request.requestId, worker, {
       rows: result.reports.reduce((sum, report) => sum + report.rows, 0),
       bytes: result.reports.reduce((sum, report) => sum + report.bytes, 0),
@@ -232,9 +295,8 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     }
     return await announceStored(request, record, deps, log);
   } catch (error) {
-    ended = true;
-    clearInterval(beat);
     progress.end(controller.signal.aborted ? 'cancelled' : 'failed');
+    await stopHeartbeats();
     if (isAbortError(error) || controller.signal.aborted) {
       if (deps.shutdown.aborted) {
         await releaseLease(state, request.requestId, worker);
@@ -258,6 +320,7 @@ async function exportUnderLease(request: ExportRequest, held: RequestRecord, dep
     log.error({ err: error }, 'export failed; a redelivery retries it');
     return { verdict: 'nack', exitCode: 1, record: (await readRequest(state, request.requestId)) as RequestRecord };
   } finally {
+    clearInterval(beat);
     deps.shutdown.removeEventListener('abort', onShutdown);
   }
 }

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { checkOut } from '../../db/connection.js';
 import type { StoredReport } from '../reports.js';
-import type { ExportRequest } from '../requests.js';
+import { boundText, isRecord, type RangeBound } from '../request-fields.js';
+import { parseExportRequest, type ExportRequest } from '../requests.js';
 
 /** Where a request is in its life. */
 export type RequestStatus = 'queued' | 'running' | 'uploaded' | 'delivered' | 'failed' | 'cancelled' | 'rejected' | 'coalesced' | 'expired';
@@ -90,6 +91,18 @@ export const DEFAULT_LIMITS: IntakeLimits = { maxActivePerMerchant: 2, maxAccept
 /** The stored form of a request (what `status` shows and a retry re-reads). */
 export function storedRequest(request: ExportRequest): Record<string, unknown> {
   return JSON.parse(JSON.stringify(request)) as Record<string, unknown>;
+}
+
+/**
+ * The request a record stored ({@link storedRequest}), validated again: what a retry of that
+ * request runs, whatever the redelivered message said. The stored bounds are objects
+ * (`{ kind: 'date', date }`); they are handed back as the text the request gave.
+ * @throws InvalidRequestError naming the field when the stored document is not a valid request.
+ */
+export function requestOfStored(stored: Record<string, unknown>): ExportRequest {
+  const bound = (value: unknown): unknown =>
+    isRecord(value) && (value.kind === 'date' || value.kind === 'instant') ? boundText(value as RangeBound) : value;
+  return parseExportRequest({ ...stored, from: bound(stored.from), to: bound(stored.to) });
 }
 
 function identityHash(identity: string): string {

@@ -8,8 +8,10 @@ import {
   parseId,
   parseList,
   rejectUnknownFields,
+  identityBound,
+  identityText,
   type CommonRequestFields,
-  type RangeBound,
+  type IdentityPart,
 } from '../request-fields.js';
 
 /** A validated stop-slots report request. */
@@ -48,19 +50,23 @@ export function parseStopSlotsRequest(input: unknown): StopSlotsRequest {
   };
 }
 
-/** What makes two stop-slots requests the same: everything but `requestId` and `requestedBy`. */
+/** What makes two stop-slots requests the same, field by field: everything but `requestId` and `requestedBy`, instants by the moment they name, lists in any order. */
+export function stopSlotsIdentityParts(request: StopSlotsRequest): IdentityPart[] {
+  return [
+    ['kind', request.kind],
+    ['merchantId', request.merchantId],
+    ['from', identityBound(request.from)],
+    ['to', identityBound(request.to)],
+    ['timezone', request.timezone ?? null],
+    ['botIds', [...request.botIds].sort()],
+    ['csv.bom', request.csv.bom],
+    ['csv.formulaGuard', request.csv.formulaGuard],
+    ['recipients', [...request.recipients].map((address) => address.toLowerCase()).sort()],
+    ['locale', request.locale],
+  ];
+}
+
+/** {@link stopSlotsIdentityParts} as one string (the `identity` column hashes it). */
 export function stopSlotsRequestIdentity(request: StopSlotsRequest): string {
-  const bound = (value: RangeBound): string => (value.kind === 'date' ? value.date : new Date(value.epochMs).toISOString());
-  return JSON.stringify([
-    request.kind,
-    request.merchantId,
-    bound(request.from),
-    bound(request.to),
-    request.timezone ?? null,
-    [...request.botIds].sort(),
-    request.csv.bom,
-    request.csv.formulaGuard,
-    [...request.recipients].map((address) => address.toLowerCase()).sort(),
-    request.locale,
-  ]);
+  return identityText(stopSlotsIdentityParts(request));
 }
