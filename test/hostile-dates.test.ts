@@ -9,6 +9,7 @@ import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { exportConversations, listFiles, temporaryDirectory } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
+import { rejection, resolveRejection } from './support/rejection.js';
 
 /**
  * Hostile dates and zones. A date is midnight in the export zone and the conversation limit is
@@ -20,26 +21,6 @@ const db = useTestDatabase();
 beforeAll(() => loadFixture(db.pool));
 
 const base = { kind: 'conversations', merchantId: 1, from: '2026-09-01', to: '2026-10-31' } as const;
-
-function rejection(work: () => unknown): InvalidRequestError {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof InvalidRequestError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidRequestError, but the value was accepted');
-}
-
-async function resolveRejection(work: () => Promise<unknown>): Promise<InvalidRequestError> {
-  try {
-    await work();
-  } catch (error) {
-    if (error instanceof InvalidRequestError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidRequestError, but the request resolved');
-}
 
 /** Days in a month of the proleptic Gregorian calendar: the oracle, independent of Date. */
 function daysIn(year: number, month: number): number {

@@ -8,6 +8,7 @@ import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { exportConversations, listFiles, parseCsv, temporaryDirectory } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
+import { rejection } from './support/rejection.js';
 
 /**
  * Hostile filters and ids: what a careless or hostile caller puts into `--agent`, `--provider`,
@@ -20,17 +21,6 @@ const db = useTestDatabase();
 beforeAll(() => loadFixture(db.pool));
 
 const base = { kind: 'conversations', merchantId: 1, from: '2026-09-01', to: '2026-10-31' } as const;
-
-/** The InvalidRequestError `work` throws (fails the test if it throws anything else or nothing). */
-function rejection(work: () => unknown): InvalidRequestError {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof InvalidRequestError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidRequestError, but the value was accepted');
-}
 
 const SQL_METACHARACTERS = ["'; DROP TABLE chats; --", '%', '_', '\\', '$1', "' OR '1'='1", '"; SELECT pg_sleep(10); --', 'E\'\\x27\'', '*/ --', '%%', 'w_b', '\\\\'];
 

@@ -9,6 +9,7 @@ import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles, temporaryDirectory } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
+import { rejection } from './support/rejection.js';
 
 /**
  * Hostile recipients: `--email` and a request's `recipients` / `requestedBy.email`. An address is
@@ -24,16 +25,6 @@ beforeAll(async () => {
 });
 
 const base = { kind: 'conversations', merchantId: 1, from: '2026-09-01', to: '2026-10-31' } as const;
-
-function rejection(work: () => unknown): InvalidRequestError {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof InvalidRequestError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidRequestError, but the value was accepted');
-}
 
 const HOSTILE: [string, unknown][] = [
   ['LF and a Bcc header', 'a@b.com\nBcc: x@y.com'],

@@ -12,6 +12,7 @@ import { collect, runCli, startCli } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { listFiles, silentLogger, temporaryDirectory } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
+import { rejection } from './support/rejection.js';
 
 /**
  * Hostile request documents (`run --request FILE|-`, `EXPORT_REQUEST`, a worker's or a push's
@@ -31,16 +32,6 @@ const deep = (levels: number): unknown => JSON.parse(`${'['.repeat(levels)}${']'
 /** A request document whose `field` is 100,000 nested arrays (JSON.stringify cannot write that deep). */
 const deepField = (requestId: string, field: string): string =>
   `${JSON.stringify({ ...base, requestId }).slice(0, -1)},"${field}":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
-
-function rejection(work: () => unknown): InvalidRequestError {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof InvalidRequestError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidRequestError, but the value was accepted');
-}
 
 describe('documents that are no request object', () => {
   // Factories, not values: vitest formats a table's values, and 100,000 levels overflow its stack.
