@@ -1,7 +1,9 @@
-import { formatCell, formatHeader, RECORD_END, type CsvCellOptions } from './csv.js';
+import type { ByteOutput } from './byte-output.js';
+import type { CopyTextRow } from './copy-text.js';
+import { appendCopyValue, formatCell, formatHeader, RECORD_END, type CsvCellOptions } from './csv.js';
 import { splitDirection } from './direction.js';
-import { formatDurationText } from './duration.js';
-import { formatTimestamp } from './timestamp.js';
+import { appendDurationBytes, formatDurationText } from './duration.js';
+import { appendTimestampBytes, formatTimestamp } from './timestamp.js';
 
 /**
  * The columns the conversation query selects, in order (see jobs/conversations/query.ts). Raw values
@@ -152,4 +154,100 @@ export function formatConversationRecord(row: ConversationSourceRow, options: Cs
     formatDurationText(row[column.duration_seconds] ?? null) +
     RECORD_END
   );
+}
+
+const CONTACT = 'contact';
+const CONTACT_BYTES = Buffer.from(CONTACT);
+const TEXT = 'text';
+const TEXT_BYTES = Buffer.from(TEXT);
+const COMMA = 0x2c;
+const TRUE_BYTES = Buffer.from('true');
+const FALSE_BYTES = Buffer.from('false');
+const RECORD_END_BYTES = Buffer.from(RECORD_END);
+
+/** The column {@link chatIdOf} reads, for grouping on the raw bytes (transforms/csv-parts.ts). */
+export const CONVERSATION_CHAT_ID_COLUMN = column.chat_id;
+
+/** {@link chatRowsOf} on a COPY text row's bytes. */
+export function chatRowsOfCopyRow(row: CopyTextRow): number {
+  return Number(row.text(column.chat_message_count));
+}
+
+function appendTimestampValue(out: ByteOutput, row: CopyTextRow, c: number): void {
+  if (row.isNull(c)) return;
+  if (!appendTimestampBytes(out, row.src, row.starts[c]!, row.ends[c]!)) out.string(formatTimestamp(row.text(c)));
+}
+
+/**
+ * Appends the record {@link formatConversationRecord} makes of the same row, from the row's COPY
+ * text bytes: values without escapes are copied as they are unless a CSV rule changes them, and only
+ * the direction split decodes (and only escaped values of it). test/csv-bytes.test.ts proves both
+ * give the same bytes.
+ */
+export function appendConversationRecord(out: ByteOutput, row: CopyTextRow, options: CsvCellOptions): void {
+  const incoming = row.equalsAscii(column.sender, CONTACT_BYTES, CONTACT);
+  const content = row.equalsAscii(column.message_type, TEXT_BYTES, TEXT) ? column.body : column.media_url;
+  appendCopyValue(out, row, column.chat_id, 'numeric', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.merchant_id, 'numeric', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.provider, 'text', options);
+  out.byte(COMMA);
+  appendTimestampValue(out, row, column.chat_created_at);
+  out.byte(COMMA);
+  appendTimestampValue(out, row, column.message_created_at);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_id, 'numeric', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_identification, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_name, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_email, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_phone_number, 'phone', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.contact_mobile_number, 'phone', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.agent_id, 'numeric', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.agent_name, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.agent_username, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.agent_email, 'text', options);
+  out.byte(COMMA);
+  if (incoming) {
+    out.bytes(TRUE_BYTES, 0, TRUE_BYTES.length);
+    out.byte(COMMA);
+    appendCopyValue(out, row, content, 'text', options);
+    out.byte(COMMA);
+  } else {
+    out.bytes(FALSE_BYTES, 0, FALSE_BYTES.length);
+    out.byte(COMMA);
+    out.byte(COMMA);
+    appendCopyValue(out, row, content, 'text', options);
+  }
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.message_type, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.caption, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.alias, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.bot_name, 'text', options);
+  out.byte(COMMA);
+  appendCopyValue(out, row, column.status, 'text', options);
+  out.byte(COMMA);
+  appendTimestampValue(out, row, column.opened_at);
+  out.byte(COMMA);
+  appendTimestampValue(out, row, column.picked_up_at);
+  out.byte(COMMA);
+  appendTimestampValue(out, row, column.closed_at);
+  out.byte(COMMA);
+  const duration = column.duration_seconds;
+  if (!row.isNull(duration) && !appendDurationBytes(out, row.src, row.starts[duration]!, row.ends[duration]!)) {
+    out.string(formatDurationText(row.text(duration)));
+  }
+  out.bytes(RECORD_END_BYTES, 0, RECORD_END_BYTES.length);
 }

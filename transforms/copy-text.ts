@@ -1,3 +1,5 @@
+import { CSV_BITS, CSV_BYTE_FLAGS } from './csv.js';
+
 /**
  * Parsing of PostgreSQL's COPY text format (`COPY ... TO STDOUT`, no options), as pure functions.
  * In that format a raw TAB always separates columns and a raw LF always ends a row, because both
@@ -82,4 +84,223 @@ export function parseCopyTextRow(row: string, expectedColumns: number): (string 
   }
   if (column !== expectedColumns) throw new Error(`COPY row has ${column} columns, expected ${expectedColumns}`);
   return values;
+}
+
+// The same format on UTF-8 bytes, for the export's hot path. TAB, LF and backslash are ASCII, which
+// never occurs inside a multi-byte UTF-8 sequence, so rows split on bytes without decoding.
+// test/csv-bytes.test.ts proves these agree with the string functions above.
+
+const TAB = 0x09;
+/** The largest decoding buffer a row keeps between values. */
+const MAX_SCRATCH = 64 * 1024;
+const UPPER_N = 0x4e;
+
+/** What the row scanner records per byte: the CSV bits (see transforms/csv.ts), TAB, backslash. */
+const ROW_BYTE_TAB = 0x80;
+const ROW_BYTE_BACKSLASH = 0x40;
+const ROW_BYTE_FLAGS: Uint8Array = (() => {
+  const flags = CSV_BYTE_FLAGS.slice();
+  flags[TAB] = ROW_BYTE_TAB;
+  flags[BACKSLASH] = ROW_BYTE_BACKSLASH;
+  return flags;
+})();
+
+const SIMPLE_ESCAPE_BYTES: Uint8Array = (() => {
+  // 0 means "not a simple escape"; NUL is no simple escape's result.
+  const bytes = new Uint8Array(256);
+  for (const [letter, value] of Object.entries(SIMPLE_ESCAPES)) bytes[letter.charCodeAt(0)] = value.charCodeAt(0);
+  return bytes;
+})();
+
+function octalDigit(code: number): boolean {
+  return code >= 0x30 && code <= 0x37;
+}
+
+function hexValue(code: number): number {
+  if (code >= 0x30 && code <= 0x39) return code - 0x30;
+  if (code >= 0x61 && code <= 0x66) return code - 0x57;
+  if (code >= 0x41 && code <= 0x46) return code - 0x37;
+  return -1;
+}
+
+/** Writes code point `code` (below 0x800) as UTF-8 at `dst[pos]`; returns the position after it. */
+function putCodePoint(dst: Uint8Array, pos: number, code: number): number {
+  if (code < 0x80) {
+    dst[pos] = code;
+    return pos + 1;
+  }
+  dst[pos] = 0xc0 | (code >> 6);
+  dst[pos + 1] = 0x80 | (code & 0x3f);
+  return pos + 2;
+}
+
+/**
+ * {@link unescapeCopyText} on UTF-8 bytes: decodes the escapes of `src[start..end)` into `dst` from
+ * `pos` and returns the position after the last byte written. The result is never longer than the
+ * input. Like the string function, an octal or hex escape gives the code point of its number (not
+ * a raw byte), so both give the same text.
+ */
+export function unescapeCopyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, pos: number): number {
+  let i = start;
+  while (i < end) {
+    const code = src[i]!;
+    if (code !== BACKSLASH || i + 1 >= end) {
+      dst[pos++] = code;
+      i += 1;
+      continue;
+    }
+    const next = src[i + 1]!;
+    const simple = SIMPLE_ESCAPE_BYTES[next]!;
+    if (simple !== 0) {
+      dst[pos++] = simple;
+      i += 2;
+    } else if (octalDigit(next)) {
+      let value = next - 0x30;
+      let j = i + 2;
+      while (j < end && j < i + 4 && octalDigit(src[j]!)) value = value * 8 + (src[j++]! - 0x30);
+      pos = putCodePoint(dst, pos, value);
+      i = j;
+    } else if (next === 0x78 && i + 2 < end && hexValue(src[i + 2]!) !== -1) {
+      // x
+      let value = hexValue(src[i + 2]!);
+      let j = i + 3;
+      if (j < end && hexValue(src[j]!) !== -1) value = value * 16 + hexValue(src[j++]!);
+      pos = putCodePoint(dst, pos, value);
+      i = j;
+    } else {
+      // Any other escaped character is itself; a multi-byte one is copied by the following turns.
+      dst[pos++] = next;
+      i += 2;
+    }
+  }
+  return pos;
+}
+
+/**
+ * One COPY text row as a view over its bytes: where each value starts and ends, and what its bytes
+ * hold, found in one pass. Reused from row to row, so parsing a row allocates nothing.
+ */
+export class CopyTextRow {
+  /** The bytes the row was parsed from. */
+  src: Buffer = Buffer.alloc(0);
+  /** Value `c` is `src[starts[c]..ends[c])`, still escaped. */
+  readonly starts: Int32Array;
+  readonly ends: Int32Array;
+  /** Per value: the CSV bits of its raw bytes (see `scanCsvValue` in transforms/csv.ts), and whether it holds a backslash. */
+  readonly flags: Uint8Array;
+  #scratch: Buffer = Buffer.allocUnsafe(256);
+  #decoded: Buffer = this.#scratch;
+
+  /** @param columns how many values each row must have. */
+  constructor(readonly columns: number) {
+    this.starts = new Int32Array(columns);
+    this.ends = new Int32Array(columns);
+    this.flags = new Uint8Array(columns);
+  }
+
+  /**
+   * Points the view at the row `src[start..end)` (without its LF).
+   * @throws Error when the row does not have {@link columns} values, as {@link parseCopyTextRow}.
+   */
+  parse(src: Buffer, start: number, end: number): this {
+    const { starts, ends, flags, columns } = this;
+    this.src = src;
+    this.#decoded = this.#scratch;
+    let column = 0;
+    let valueStart = start;
+    let valueFlags = 0;
+    for (let i = start; i < end; i++) {
+      const bits = ROW_BYTE_FLAGS[src[i]!]!;
+      if (bits === 0) continue;
+      if (bits !== ROW_BYTE_TAB) {
+        valueFlags |= bits;
+        continue;
+      }
+      if (column >= columns - 1) throw this.#columnError(src, start, end);
+      starts[column] = valueStart;
+      ends[column] = i;
+      flags[column] = valueFlags;
+      column += 1;
+      valueStart = i + 1;
+      valueFlags = 0;
+    }
+    if (column !== columns - 1) throw this.#columnError(src, start, end);
+    starts[column] = valueStart;
+    ends[column] = end;
+    flags[column] = valueFlags;
+    return this;
+  }
+
+  /** True when value `c` holds a backslash escape (or is NULL): its raw bytes are not its text. */
+  escaped(c: number): boolean {
+    return (this.flags[c]! & ROW_BYTE_BACKSLASH) !== 0;
+  }
+
+  /** The CSV bits (see `scanCsvValue` in transforms/csv.ts) of value `c`'s raw bytes: its own when not {@link escaped}. */
+  csvFlags(c: number): number {
+    return this.flags[c]! & CSV_BITS;
+  }
+
+  /** True when value `c` is `\N`, SQL NULL. */
+  isNull(c: number): boolean {
+    const start = this.starts[c]!;
+    return (
+      (this.flags[c]! & ROW_BYTE_BACKSLASH) !== 0 &&
+      this.ends[c]! - start === 2 &&
+      this.src[start] === BACKSLASH &&
+      this.src[start + 1] === UPPER_N
+    );
+  }
+
+  /** Value `c` decoded, exactly as {@link parseCopyTextRow} gives it (`null` for NULL). */
+  text(c: number): string | null {
+    if (this.isNull(c)) return null;
+    const value = this.src.toString('utf8', this.starts[c], this.ends[c]);
+    return this.escaped(c) ? unescapeCopyText(value) : value;
+  }
+
+  /** The buffer {@link unescapeInto} decoded into; valid until the next call or row. */
+  get decoded(): Buffer {
+    return this.#decoded;
+  }
+
+  /** True when {@link decoded} is a buffer of its own that is never written again (a huge value's). */
+  get decodedIsOwn(): boolean {
+    return this.#decoded !== this.#scratch;
+  }
+
+  /**
+   * Decodes value `c`'s escapes into {@link decoded} (UTF-8, as {@link unescapeCopyText} gives it)
+   * and returns its length in bytes. Not for NULL.
+   */
+  unescapeInto(c: number): number {
+    const start = this.starts[c]!;
+    const end = this.ends[c]!;
+    const length = end - start;
+    if (length <= this.#scratch.length) {
+      this.#decoded = this.#scratch;
+    } else if (length <= MAX_SCRATCH) {
+      this.#scratch = Buffer.allocUnsafe(Math.min(MAX_SCRATCH, Math.max(2 * this.#scratch.length, length)));
+      this.#decoded = this.#scratch;
+    } else {
+      // A huge value gets a buffer of its own, dropped with its row: the row must not keep it.
+      this.#decoded = Buffer.allocUnsafe(length);
+    }
+    return unescapeCopyBytes(this.src, start, end, this.#decoded, 0);
+  }
+
+  /** True when value `c` is exactly the ASCII text `ascii` (given as its bytes). */
+  equalsAscii(c: number, ascii: Uint8Array, asText: string): boolean {
+    if (this.escaped(c)) return this.text(c) === asText;
+    const start = this.starts[c]!;
+    if (this.ends[c]! - start !== ascii.length) return false;
+    for (let i = 0; i < ascii.length; i++) if (this.src[start + i] !== ascii[i]) return false;
+    return true;
+  }
+
+  #columnError(src: Buffer, start: number, end: number): Error {
+    let count = 1;
+    for (let i = start; i < end; i++) if (src[i] === TAB) count += 1;
+    return new Error(`COPY row has ${count} columns, expected ${this.columns}`);
+  }
 }

@@ -7,11 +7,11 @@ import { createZipStream } from '../../sinks/zip.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { createCsvPartsStage } from '../../transforms/csv-parts.js';
 import {
-  chatIdOf,
-  chatRowsOf,
+  appendConversationRecord,
+  chatRowsOfCopyRow,
+  CONVERSATION_CHAT_ID_COLUMN,
   CONVERSATION_HEADER_RECORD,
   CONVERSATION_SOURCE_COLUMNS,
-  formatConversationRecord,
 } from '../../transforms/conversation-row.js';
 import { partFileName } from '../../transforms/parts.js';
 import type { ProgressUpdate } from '../../pipeline/progress.js';
@@ -147,9 +147,9 @@ export async function runConversationExport(
       columns: CONVERSATION_SOURCE_COLUMNS.length,
       headerRecord: CONVERSATION_HEADER_RECORD,
       bom: request.csv.bom,
-      formatRecord: (row) => formatConversationRecord(row, request.csv),
-      groupKey: chatIdOf,
-      groupSize: chatRowsOf,
+      formatRecord: (out, row) => appendConversationRecord(out, row, request.csv),
+      groupColumn: CONVERSATION_CHAT_ID_COLUMN,
+      groupSize: chatRowsOfCopyRow,
       rowsPerFile: request.csv.rowsPerFile,
       multipart: plan.files.length > 1,
       partName: (index, multi) => partFileName(base, index, multi),
