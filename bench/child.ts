@@ -38,6 +38,12 @@ export interface ChildResult extends RunFigures {
   readonly uri?: string;
 }
 
+/** This process's CPU seconds so far, user + system, every thread (deflate on the thread pool included), start-up included. */
+function cpuSeconds(): number {
+  const usage = process.resourceUsage();
+  return (usage.userCPUTime + usage.systemCPUTime) / 1e6;
+}
+
 /** COPY CSV through Node into deflate level 6, discarded. */
 async function copyBaseline(url: string): Promise<ChildResult> {
   const [{ default: pg }, { to: copyTo }, { Writable }, { pipeline }, { createDeflateRaw }] = await Promise.all([
@@ -65,7 +71,7 @@ async function copyBaseline(url: string): Promise<ChildResult> {
       }),
     );
     await client.query('COMMIT');
-    return { seconds: (performance.now() - started) / 1000, rows: copy.rowCount, bytes, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
+    return { seconds: (performance.now() - started) / 1000, rows: copy.rowCount, bytes, maxRssMiB: process.resourceUsage().maxRSS / 1024, cpuSeconds: cpuSeconds() };
   } finally {
     await client.end();
   }
@@ -96,6 +102,7 @@ async function exportConversations(url: string, out: string): Promise<ChildResul
       rows: report.rows,
       bytes: report.bytes,
       maxRssMiB: process.resourceUsage().maxRSS / 1024,
+      cpuSeconds: cpuSeconds(),
       uri: report.uri,
     };
   } finally {

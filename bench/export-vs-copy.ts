@@ -2,17 +2,20 @@
  * Times the conversation export against PostgreSQL's own COPY of the same rows (formatted in SQL,
  * deflated at level 6 in Node and discarded: the floor the export is held to), and against
  * `psql \copy ... | zip -6`; the export to a local zip (in a bench child, and as the whole CLI
- * process), and to gs:// on the fake Cloud Storage; and the mailer sending 100 e-mails to a local
- * SMTP server. Runs interleave (A B C ... A B C ...), each in its own process (bench/child.ts, the
- * CLI, psql and zip), so each run's peak RSS is its own; the test servers run here, in the parent.
+ * process launched with and without V8 flags), and to gs:// on the fake Cloud Storage; and the
+ * mailer sending 100 e-mails to a local SMTP server. Runs interleave (A B C ... A B C ...), each in
+ * its own process (bench/child.ts, the CLI, psql and zip), so each run's peak RSS and CPU are its
+ * own; the test servers run here, in the parent. The PostgreSQL backends' CPU of each run is read
+ * from the postmaster (bench/backend-cpu.ts). The last zip of each zip row is read back: the sha256
+ * of its CSV (equal across rows, and comparable between bench runs) and zip -6's size of that CSV.
  *
- *   npm run bench -- [--messages 1000000[,5000000...]] [--runs 3] [--skip psql,cli,gcs,mailer]
- *                    [--verify-zip] [--mail-rate-limit 100000]
+ *   npm run bench -- [--messages 1000000[,5000000...]] [--runs 3] [--skip psql,cli,cli-plain,gcs,mailer]
+ *                    [--verify-zip] [--mail-rate-limit 100000] [--expect-csv-sha256 [MESSAGES=]HASH,...]
  *
  * With DATABASE_URL it seeds (once) a database `audit_export_bench_<messages>` on that server and
  * reuses it on later runs; otherwise it uses an embedded PostgreSQL for this run only. It prints a
  * markdown table per size and writes every figure to bench/results.json. A benchmark, not a test:
- * it fails only when something breaks, never for being slow.
+ * it fails only when something breaks (a different CSV included), never for being slow.
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,24 +25,34 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
+import { SEMI_SPACE_MIB, SEMI_SPACE_OPTION } from '../cli/launch.js';
 import { createPool } from '../db/connection.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.js';
 import { migratePool, migrateState } from '../db/migrate.js';
 import { seed } from '../db/seed.js';
 import { createTestServiceAccount, startFakeGcs, type FakeGcs } from '../test/support/fake-gcs.js';
+import { backendCpuMeter, type BackendCpuMeter } from './backend-cpu.js';
 import { BASELINE_SELECT, EXPORT_REQUEST, TIME_ZONE, type ChildResult } from './child.js';
+import { csvDigest } from './outputs.js';
 import { MAIL_ANNOUNCEMENTS, MAIL_RECIPIENTS_EACH, startMailBench, type MailBench } from './mailer.js';
 import {
+  checkOutputs,
   flatness,
   formatFlatness,
+  formatOutputCheck,
   formatTable,
   MODE_LABELS,
   MODES,
+  parseExpectedHashes,
   summarise,
+  ZIP_MODES,
+  type CsvDigest,
   type Flatness,
   type Mode,
   type ModeSummary,
+  type OutputCheck,
   type RunFigures,
+  type ZipMode,
 } from './report.js';
 
 const BUCKET = 'audit-exports';
@@ -49,14 +62,18 @@ const RESULTS_PATH = fileURLToPath(new URL('../../bench/results.json', import.me
 const GNU_TIME = '/usr/bin/time';
 const MiB = 1024 * 1024;
 const execFileAsync = promisify(execFile);
+/** The V8 flag the CLI applies itself (cli/launch.ts), given to the bench children, which are not the CLI. */
+const SEMI_SPACE_FLAG = `${SEMI_SPACE_OPTION}=${SEMI_SPACE_MIB}`;
+/** GNU time's format: peak RSS (KiB), user and system seconds. */
+const TIME_FORMAT = '%M %U %S';
 
 /** The baseline's query for psql: a backslash command ends at the end of its line. */
 const PSQL_COPY = `\\copy (${BASELINE_SELECT.replace(/\s+/g, ' ')}) to stdout with (format csv)`;
 
 /** Runs one measured child (bench/child.ts) with `args`; its figures are its last stdout line. */
 async function runChild(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ChildResult> {
-  // The same V8 flag the CLI's shebang and the Dockerfile's entrypoint set.
-  const child = spawn(process.execPath, ['--max-semi-space-size=16', CHILD_PATH, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  // The same V8 flag the CLI applies to itself, whichever way it is launched.
+  const child = spawn(process.execPath, [SEMI_SPACE_FLAG, CHILD_PATH, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
   let out = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -64,19 +81,37 @@ async function runChild(args: readonly string[], env: NodeJS.ProcessEnv = proces
   return JSON.parse(out.trim().split('\n').pop() ?? '') as ChildResult;
 }
 
+/** GNU time's `%M %U %S` line: peak RSS MiB and CPU seconds (user + system); NaN where unreadable. */
+interface TimeFigures {
+  readonly maxRssMiB: number;
+  readonly cpuSeconds: number;
+}
+
+async function readTime(file: string): Promise<TimeFigures> {
+  const [kib, user, system] = (await readLast(file)).split(/\s+/).map(Number);
+  return { maxRssMiB: Number(kib) / 1024, cpuSeconds: Number(user) + Number(system) };
+}
+
+const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null);
+
 /**
- * The built CLI, `audit-export export conversations --out file://DIR`, as a user runs it: wall
- * time from spawning to exit (start-up and module loading included), peak RSS from GNU time (null
- * without it).
+ * The built CLI, `export conversations --out file://DIR`, as a user runs it: wall time from
+ * spawning to exit (start-up and module loading included), peak RSS and CPU from GNU time (null
+ * without it). `flags`: `node --max-semi-space-size=16 dist/cli/main.js`, as the shebang, `npm
+ * start` and the container launch it; `plain`: `node dist/cli/main.js`, no V8 flags (NODE_OPTIONS
+ * unset too), as anyone may launch it: the CLI relaunches itself with the limit, and GNU time
+ * counts both images of the one process (execve keeps the pid and its CPU times).
  */
-async function runCli(url: string, directory: string): Promise<ChildResult> {
+async function runCli(url: string, directory: string, launch: 'flags' | 'plain'): Promise<ChildResult> {
   const timing = existsSync(GNU_TIME);
-  const rssFile = join(directory, 'cli.rss');
-  const args = ['--max-semi-space-size=16', CLI_PATH, 'export', 'conversations', '--merchant', EXPORT_REQUEST.merchantId];
+  const timeFile = join(directory, 'cli.time');
+  const args = [...(launch === 'flags' ? [SEMI_SPACE_FLAG] : []), CLI_PATH, 'export', 'conversations', '--merchant', EXPORT_REQUEST.merchantId];
   args.push('--from', EXPORT_REQUEST.from, '--to', EXPORT_REQUEST.to, '--out', `file://${directory}`);
-  const [command, commandArgs] = timing ? [GNU_TIME, ['-f', '%M', '-o', rssFile, process.execPath, ...args]] : [process.execPath, args];
+  const [command, commandArgs] = timing ? [GNU_TIME, ['-f', TIME_FORMAT, '-o', timeFile, process.execPath, ...args]] : [process.execPath, args];
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url, LOG_LEVEL: 'warn' };
+  if (launch === 'plain') delete env.NODE_OPTIONS;
   const started = performance.now();
-  const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: 'warn' } });
+  const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let log = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -85,21 +120,28 @@ async function runCli(url: string, directory: string): Promise<ChildResult> {
   const seconds = (performance.now() - started) / 1000;
   if (code !== 0) throw new Error(`audit-export export conversations failed with exit code ${code}:\n${log}`);
   const summary = JSON.parse(out.trim().split('\n').pop() ?? '') as { rows: number; bytes: number; uri: string };
-  const kib = timing ? Number(await readRss(rssFile)) : Number.NaN;
-  return { seconds, rows: summary.rows, bytes: summary.bytes, maxRssMiB: Number.isFinite(kib) ? kib / 1024 : null, uri: summary.uri };
+  const time = timing ? await readTime(timeFile) : { maxRssMiB: Number.NaN, cpuSeconds: Number.NaN };
+  return {
+    seconds,
+    rows: summary.rows,
+    bytes: summary.bytes,
+    maxRssMiB: finiteOrNull(time.maxRssMiB),
+    cpuSeconds: finiteOrNull(time.cpuSeconds),
+    uri: summary.uri,
+  };
 }
 
 /**
- * `psql \copy (...) to stdout | zip -6 - -`, counted by `wc -c`. Peak RSS is psql's plus zip's,
- * each from GNU time, or null without it. psql reports no row count for a copy to stdout.
+ * `psql \copy (...) to stdout | zip -6 - -`, counted by `wc -c`. Peak RSS and CPU are psql's plus
+ * zip's, each from GNU time, or null without it. psql reports no row count for a copy to stdout.
  */
 async function runPsql(url: string): Promise<RunFigures> {
   const timing = existsSync(GNU_TIME);
   const scratch = await mkdtemp(join(tmpdir(), 'audit-export-bench-psql-'));
-  const psqlRss = join(scratch, 'psql.rss');
-  const zipRss = join(scratch, 'zip.rss');
-  const timed = (file: string): string => (timing ? `${GNU_TIME} -f %M -o ${file} ` : '');
-  const script = `set -o pipefail; ${timed(psqlRss)}psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" -c "$BENCH_COPY" | ${timed(zipRss)}zip -6 -q - - | wc -c`;
+  const psqlTime = join(scratch, 'psql.time');
+  const zipTime = join(scratch, 'zip.time');
+  const timed = (file: string): string => (timing ? `${GNU_TIME} -f '${TIME_FORMAT}' -o ${file} ` : '');
+  const script = `set -o pipefail; ${timed(psqlTime)}psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" -c "$BENCH_COPY" | ${timed(zipTime)}zip -6 -q - - | wc -c`;
   try {
     const started = performance.now();
     const child = spawn('/bin/bash', ['-c', script], {
@@ -112,15 +154,21 @@ async function runPsql(url: string): Promise<RunFigures> {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     const seconds = (performance.now() - started) / 1000;
     if (code !== 0) throw new Error(`psql | zip failed with exit code ${code}`);
-    const kib = timing ? Number(await readRss(psqlRss)) + Number(await readRss(zipRss)) : Number.NaN;
-    return { seconds, rows: null, bytes: Number(out.trim()), maxRssMiB: Number.isFinite(kib) ? kib / 1024 : null };
+    const [psql, zip] = timing ? [await readTime(psqlTime), await readTime(zipTime)] : [undefined, undefined];
+    return {
+      seconds,
+      rows: null,
+      bytes: Number(out.trim()),
+      maxRssMiB: finiteOrNull((psql?.maxRssMiB ?? Number.NaN) + (zip?.maxRssMiB ?? Number.NaN)),
+      cpuSeconds: finiteOrNull((psql?.cpuSeconds ?? Number.NaN) + (zip?.cpuSeconds ?? Number.NaN)),
+    };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 }
 
-/** GNU time's `%M` (KiB), its last line (earlier ones would be a child's signal notice). */
-async function readRss(file: string): Promise<string> {
+/** GNU time's output, its last line (earlier ones would be a child's signal notice). */
+async function readLast(file: string): Promise<string> {
   return (await readFile(file, 'utf8')).trim().split('\n').pop() ?? '';
 }
 
@@ -230,13 +278,15 @@ function positiveInteger(flag: string, text: string): number {
   return value;
 }
 
-/** The sizes, runs, modes and mail rate asked for on the command line. */
+/** The sizes, runs, modes, mail rate and expected CSV hashes asked for on the command line. */
 interface BenchOptions {
   readonly sizes: readonly number[];
   readonly runs: number;
   readonly modes: readonly Mode[];
   readonly verifyZip: boolean;
   readonly mailRateLimit: number;
+  /** `--expect-csv-sha256`, by message count. */
+  readonly expectCsvSha256: Readonly<Record<string, string>>;
 }
 
 function benchOptions(values: Record<string, string | boolean | undefined>): BenchOptions {
@@ -248,12 +298,14 @@ function benchOptions(values: Record<string, string | boolean | undefined>): Ben
       throw new TypeError(`Expected --skip to list modes among ${MODES.filter((m) => m !== 'copy').join(', ')} (the COPY baseline always runs), got ${JSON.stringify(mode)}`);
     }
   }
+  const unique = [...new Set(sizes)];
   return {
-    sizes: [...new Set(sizes)],
+    sizes: unique,
     runs: positiveInteger('--runs', text('runs') ?? '3'),
     modes: MODES.filter((mode) => !skip.includes(mode)),
     verifyZip: values['verify-zip'] === true,
     mailRateLimit: positiveInteger('--mail-rate-limit', text('mail-rate-limit') ?? '100000'),
+    expectCsvSha256: Object.fromEntries([...parseExpectedHashes(text('expect-csv-sha256'), unique)].map(([messages, hash]) => [String(messages), hash])),
   };
 }
 
@@ -261,8 +313,16 @@ function benchOptions(values: Record<string, string | boolean | undefined>): Ben
 interface SizeResult {
   readonly messages: number;
   readonly modes: Partial<Record<Mode, ModeSummary>>;
+  /** The CSV read back from each zip row's last zip: its hash, and zip -6's size of it. */
+  readonly output: OutputCheck;
   readonly zipChecks?: Record<string, ZipCheck[]>;
 }
+
+/** What `--verify-zip` calls each row's kept zip (the export's and the gs:// object's, as before). */
+const VERIFY_LABELS: Readonly<Partial<Record<ZipMode, string>>> = {
+  export: 'local zip',
+  gcs: 'gs:// object (as the test server stored it)',
+};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -272,6 +332,7 @@ async function main(): Promise<void> {
       skip: { type: 'string' },
       'verify-zip': { type: 'boolean' },
       'mail-rate-limit': { type: 'string' },
+      'expect-csv-sha256': { type: 'string' },
     },
   });
   const options = benchOptions(values);
@@ -281,7 +342,9 @@ async function main(): Promise<void> {
     notes.push('psql | zip skipped: psql or zip is not on PATH');
     modes = modes.filter((mode) => mode !== 'psql');
   }
-  if (modes.includes('psql') && !existsSync(GNU_TIME)) notes.push(`psql | zip peak RSS not measured: no ${GNU_TIME}`);
+  if (!existsSync(GNU_TIME)) notes.push(`peak RSS and CPU of psql | zip and of the CLI rows not measured: no ${GNU_TIME}`);
+  const rezip = await onPath('zip');
+  if (!rezip) notes.push('zip vs zip -6 not measured: zip is not on PATH');
 
   const configured = process.env.DATABASE_URL;
   let embedded: EmbeddedDatabase | undefined;
@@ -294,6 +357,8 @@ async function main(): Promise<void> {
     for (const messages of options.sizes) urls.set(messages, await prepareDatabase(admin, `audit_export_bench_${messages}`, messages));
     const machine = await machineInfo(admin);
     console.error(`machine: ${JSON.stringify(machine)}`);
+    const backends: BackendCpuMeter | undefined = await backendCpuMeter(admin);
+    if (backends === undefined) notes.push('PostgreSQL backend CPU not measured: the server is not a process on this machine');
 
     if (modes.includes('gcs') || modes.includes('mailer')) {
       // In this (the parent) process, so that the measured child's RSS is the export's alone; on
@@ -308,6 +373,7 @@ async function main(): Promise<void> {
           stateUrl: await prepareDatabase(admin, 'audit_export_bench_state', undefined),
           gcsUrl: fake.url,
           keyFile: account.keyFile,
+          putObject: (bucket, name) => (fake as FakeGcs).putObject(bucket, name, Buffer.from('PK\x05\x06'.padEnd(22, '\0'), 'latin1')),
           rateLimit: options.mailRateLimit,
         });
       } catch (error) {
@@ -319,57 +385,79 @@ async function main(): Promise<void> {
     delete gcsEnv.STORAGE_EMULATOR_HOST;
 
     const sizes: SizeResult[] = [];
+    const problems: string[] = [];
     for (const messages of options.sizes) {
       const url = urls.get(messages) ?? '';
       const runs = new Map<Mode, RunFigures[]>(modes.map((mode) => [mode, []]));
-      const kept = new Map<string, string>();
+      // The last run's zip of each zip row, read back after the size's runs (untimed).
+      const kept = new Map<ZipMode, string>();
       for (let run = 1; run <= options.runs; run++) {
         const last = run === options.runs;
         for (const mode of modes) {
           let figures: RunFigures;
+          // The backends of this run only: every connection the measured process opened has closed by the time it exits.
+          const mark = mode === 'mailer' ? undefined : await backends?.mark();
           if (mode === 'copy') {
             figures = await runChild(['copy', url]);
           } else if (mode === 'psql') {
             figures = await runPsql(url);
-          } else if (mode === 'export') {
-            const directory = await mkdtemp(join(scratch, 'zip-'));
-            const result = await runChild(['export', url, `file://${directory}`]);
+          } else if (mode === 'export' || mode === 'cli' || mode === 'cli-plain') {
+            const directory = await mkdtemp(join(scratch, `${mode}-`));
+            const result =
+              mode === 'export' ? await runChild(['export', url, `file://${directory}`]) : await runCli(url, directory, mode === 'cli' ? 'flags' : 'plain');
             figures = result;
-            if (last && options.verifyZip && result.uri !== undefined) kept.set('local zip', fileURLToPath(result.uri));
+            if (last && result.uri !== undefined) kept.set(mode, fileURLToPath(result.uri));
             else await rm(directory, { recursive: true, force: true });
-          } else if (mode === 'cli') {
-            const directory = await mkdtemp(join(scratch, 'cli-'));
-            figures = await runCli(url, directory);
-            await rm(directory, { recursive: true, force: true });
           } else if (mode === 'gcs') {
             const result = await runChild(['export', url, `gs://${BUCKET}/bench-${messages}`], gcsEnv);
             figures = result;
             const name = (result.uri ?? '').slice(`gs://${BUCKET}/`.length);
             const file = fake?.fileOf(BUCKET, name);
-            if (last && options.verifyZip && file !== undefined) kept.set('gs:// object (as the test server stored it)', file);
+            if (last && file !== undefined) kept.set('gcs', file);
             else await fetch(`${fake?.url}/storage/v1/b/${BUCKET}/o/${encodeURIComponent(name)}`, { method: 'DELETE' });
           } else {
             figures = await (mail as MailBench).run(run);
           }
+          if (mark !== undefined && backends !== undefined) figures = { ...figures, backendCpuSeconds: await backends.since(mark) };
           runs.get(mode)?.push(figures);
           console.error(
             `${messages} messages, ${mode} run ${run}: ${figures.seconds.toFixed(2)} s, ` +
-              `${figures.maxRssMiB === null ? 'RSS n/a' : `${Math.round(figures.maxRssMiB)} MiB`}`,
+              `${figures.maxRssMiB === null ? 'RSS n/a' : `${Math.round(figures.maxRssMiB)} MiB`}, ` +
+              `CPU ${typeof figures.cpuSeconds === 'number' ? `${figures.cpuSeconds.toFixed(2)} s` : 'n/a'}` +
+              `${typeof figures.backendCpuSeconds === 'number' ? ` + backend ${figures.backendCpuSeconds.toFixed(2)} s` : ''}`,
           );
         }
       }
+      // Every zip row's CSV hashed, in the zip's member order; the first one also through zip -6.
+      const digests: Partial<Record<ZipMode, CsvDigest>> = {};
+      let zip6Bytes: number | undefined;
+      for (const mode of ZIP_MODES) {
+        const path = kept.get(mode);
+        if (path === undefined) continue;
+        const digest = await csvDigest(path, rezip && zip6Bytes === undefined);
+        digests[mode] = { sha256: digest.sha256, csvBytes: digest.csvBytes };
+        zip6Bytes ??= digest.zip6Bytes;
+      }
+      const output = checkOutputs(digests, zip6Bytes, options.expectCsvSha256[String(messages)]);
+      problems.push(...output.problems.map((problem) => `${messages} messages: ${problem}`));
+
       const copyRuns = runs.get('copy') ?? [];
       const baseline = summarise('copy', copyRuns, undefined);
       const summaries = modes.map((mode) =>
-        summarise(mode, runs.get(mode) ?? [], baseline.medianSeconds, mode === 'psql' ? (copyRuns[0]?.rows ?? undefined) : undefined),
+        summarise(mode, runs.get(mode) ?? [], baseline.medianSeconds, mode === 'psql' ? (copyRuns[0]?.rows ?? undefined) : undefined, zip6Bytes),
       );
       let zipChecks: Record<string, ZipCheck[]> | undefined;
-      if (kept.size > 0) {
+      if (options.verifyZip) {
         zipChecks = {};
-        for (const [what, path] of kept) zipChecks[what] = await verifyZip(path);
+        for (const [mode, what] of Object.entries(VERIFY_LABELS) as [ZipMode, string][]) {
+          const path = kept.get(mode);
+          if (path !== undefined) zipChecks[what] = await verifyZip(path);
+        }
       }
-      sizes.push({ messages, modes: Object.fromEntries(summaries.map((summary) => [summary.mode, summary])), ...(zipChecks === undefined ? {} : { zipChecks }) });
+      sizes.push({ messages, modes: Object.fromEntries(summaries.map((summary) => [summary.mode, summary])), output, ...(zipChecks === undefined ? {} : { zipChecks }) });
       console.log(`\n${formatTable(messages, summaries)}`);
+      console.log(`\n${formatOutputCheck(output)}`);
+      for (const problem of output.problems) console.log(`\nFAILED: ${problem}`);
       if (zipChecks !== undefined) {
         for (const [what, checks] of Object.entries(zipChecks)) {
           console.log(`\n${what}:`);
@@ -380,7 +468,7 @@ async function main(): Promise<void> {
     }
 
     const flat: Flatness[] = [];
-    for (const mode of ['export', 'cli', 'gcs'] as const) {
+    for (const mode of ['export', 'cli', 'cli-plain', 'gcs'] as const) {
       const bySize = new Map<number, number>();
       for (const size of sizes) {
         const rss = size.modes[mode]?.peakRssMiB;
@@ -399,7 +487,14 @@ async function main(): Promise<void> {
           `MAIL_MAX_CONNECTIONS and --concurrency at their defaults; peak RSS is the mailer process's VmHWM`,
       );
     }
-    if (modes.includes('psql')) notes.push('psql | zip: rows/s from the baseline\'s row count (the same query; psql reports none for \\copy to stdout); peak RSS is psql\'s plus zip\'s');
+    if (modes.includes('psql')) {
+      notes.push('psql | zip: rows/s from the baseline\'s row count (the same query; psql reports none for \\copy to stdout); peak RSS and CPU are psql\'s plus zip\'s');
+    }
+    notes.push(
+      'CPU s / 1M rows: user + system of the measured process(es), every thread and start-up included (bench children: process.resourceUsage(); ' +
+        'the CLI rows, psql and zip: GNU time); + PG backend: the PostgreSQL backends that served the run (the postmaster\'s reaped children\'s CPU); ' +
+        'zip vs zip -6: median bytes over `zip -6 - -` of the CSV read back from the last zip (the psql row zips its own SQL-formatted CSV)',
+    );
     for (const note of notes) console.log(`\nnote: ${note}`);
 
     await writeFile(
@@ -411,6 +506,7 @@ async function main(): Promise<void> {
           labels: MODE_LABELS,
           sizes,
           peakRssFlatness: flat,
+          problems,
           notes,
         },
         null,
@@ -418,6 +514,8 @@ async function main(): Promise<void> {
       )}\n`,
     );
     console.log(`\nfigures written to ${RESULTS_PATH}`);
+    // After the figures are out: a different CSV is a break, never a matter of speed.
+    if (problems.length > 0) throw new Error(`the export's output is not what it should be:\n${problems.join('\n')}`);
   } finally {
     await mail?.close();
     await fake?.close();

@@ -29,6 +29,11 @@ export interface MailBenchOptions {
   /** The fake Cloud Storage and a key file it trusts: the mailer signs each link with it. */
   readonly gcsUrl: string;
   readonly keyFile: string;
+  /**
+   * Stores a small object on the fake Cloud Storage and returns its generation: the mailer checks
+   * that the announced object (that generation) exists before it e-mails a link to it.
+   */
+  readonly putObject: (bucket: string, name: string) => { readonly generation: string; readonly size: number };
   /** `MAIL_RATE_LIMIT` for the mailer: messages per second. */
   readonly rateLimit: number;
 }
@@ -71,6 +76,7 @@ export async function startMailBench(options: MailBenchOptions): Promise<MailBen
 function mailBench(options: MailBenchOptions, emulator: PubSubEmulator, smtp: TestSmtpServer, pubsub: PubSub, env: Record<string, string>): MailBench {
   const announcement = (requestId: string, recipients: readonly string[]): Buffer => {
     const object = `bench/conversations_merchant-1_2026-09-01_2026-10-31_${requestId}.zip`;
+    const stored = options.putObject(BUCKET, object);
     return Buffer.from(
       JSON.stringify({
         requestId,
@@ -78,8 +84,8 @@ function mailBench(options: MailBenchOptions, emulator: PubSubEmulator, smtp: Te
         merchantId: '1',
         bucket: BUCKET,
         object,
-        generation: '1763751900123456',
-        bytes: 123_456_789,
+        generation: stored.generation,
+        bytes: stored.size,
         rows: 1_000_000,
         files: ['conversations_merchant-1_2026-09-01_2026-10-31.csv'],
         recipients,
