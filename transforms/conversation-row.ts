@@ -175,7 +175,7 @@ export function chatRowsOfCopyRow(row: CopyTextRow): number {
 
 function appendTimestampValue(out: ByteOutput, row: CopyTextRow, c: number): void {
   if (row.isNull(c)) return;
-  if (!appendTimestampBytes(out, row.src, row.starts[c]!, row.ends[c]!)) out.string(formatTimestamp(row.text(c)));
+  if (!appendTimestampBytes(out, row.src, row.starts[c]!, row.ends[c]!, row.plainAscii(c))) out.string(formatTimestamp(row.text(c)));
 }
 
 /**

@@ -95,13 +95,15 @@ const TAB = 0x09;
 const MAX_SCRATCH = 64 * 1024;
 const UPPER_N = 0x4e;
 
-/** What the row scanner records per byte: the CSV bits (see transforms/csv.ts), TAB, backslash. */
+/** What the row scanner records per byte: the CSV bits (see transforms/csv.ts), TAB, backslash, non-ASCII. */
 const ROW_BYTE_TAB = 0x80;
 const ROW_BYTE_BACKSLASH = 0x40;
+const ROW_BYTE_NON_ASCII = 0x20;
 const ROW_BYTE_FLAGS: Uint8Array = (() => {
   const flags = CSV_BYTE_FLAGS.slice();
   flags[TAB] = ROW_BYTE_TAB;
   flags[BACKSLASH] = ROW_BYTE_BACKSLASH;
+  flags.fill(ROW_BYTE_NON_ASCII, 0x80);
   return flags;
 })();
 
@@ -186,7 +188,7 @@ export class CopyTextRow {
   /** Value `c` is `src[starts[c]..ends[c])`, still escaped. */
   readonly starts: Int32Array;
   readonly ends: Int32Array;
-  /** Per value: the CSV bits of its raw bytes (see `scanCsvValue` in transforms/csv.ts), and whether it holds a backslash. */
+  /** Per value: the CSV bits of its raw bytes (see `scanCsvValue` in transforms/csv.ts), and whether it holds a backslash or non-ASCII. */
   readonly flags: Uint8Array;
   #scratch: Buffer = Buffer.allocUnsafe(256);
   #decoded: Buffer = this.#scratch;
@@ -239,6 +241,11 @@ export class CopyTextRow {
   /** The CSV bits (see `scanCsvValue` in transforms/csv.ts) of value `c`'s raw bytes: its own when not {@link escaped}. */
   csvFlags(c: number): number {
     return this.flags[c]! & CSV_BITS;
+  }
+
+  /** True when value `c` is ASCII without escapes: its bytes are its characters, one each. */
+  plainAscii(c: number): boolean {
+    return (this.flags[c]! & (ROW_BYTE_BACKSLASH | ROW_BYTE_NON_ASCII)) === 0;
   }
 
   /** True when value `c` is `\N`, SQL NULL. */

@@ -25,15 +25,18 @@ export function formatTimestamp(pgText: string | null): string {
  * appends the first 19 bytes and returns true when the text is ASCII up to a `.`, `+` or `-` at
  * index 19 after a space at index 10 (then bytes and characters coincide); otherwise returns false
  * and appends nothing, for the caller to use {@link formatTimestamp}.
+ * @param plainAscii the caller knows the value is ASCII without backslashes (skips that check).
  */
-export function appendTimestampBytes(out: ByteOutput, src: Buffer, start: number, end: number): boolean {
+export function appendTimestampBytes(out: ByteOutput, src: Buffer, start: number, end: number, plainAscii = false): boolean {
   if (end - start < 20 || src[start + 10] !== 0x20) return false;
   const after = src[start + 19];
   if (after !== 0x2e && after !== 0x2b && after !== 0x2d) return false;
-  for (let i = start; i < start + 19; i++) {
-    const code = src[i]!;
-    // Non-ASCII would shift characters against bytes; a backslash would be an escape.
-    if (code >= 0x80 || code === 0x5c) return false;
+  if (!plainAscii) {
+    for (let i = start; i < start + 19; i++) {
+      const code = src[i]!;
+      // Non-ASCII would shift characters against bytes; a backslash would be an escape.
+      if (code >= 0x80 || code === 0x5c) return false;
+    }
   }
   out.bytes(src, start, start + 19);
   return true;
