@@ -778,7 +778,6 @@ export class ZipStream extends Transform {
     this.#directory.push({ ...entry.header, ...trailer, localHeaderOffset: entry.localHeaderOffset });
     this.#entries.push(Object.freeze({ name: entry.name, ...trailer }));
     this.#open = undefined;
-    if (entry.filling !== undefined) this.#spare.push(entry.filling);
     then();
   }
 
