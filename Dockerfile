@@ -34,4 +34,4 @@ USER node
 # The exec form, so SIGTERM reaches node (a worker hands its requests back). A smaller young
 # generation keeps the export's peak RSS near 130 MiB instead of 220 MiB, at no measured cost in
 # speed (bench/export-vs-copy.ts). A Cloud Run job sets only the arguments: run, worker, mailer, backfill.
-ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/dist/cli/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/cli/main.js"]

@@ -97,7 +97,7 @@ const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ?
 /**
  * The built CLI, `export conversations --out file://DIR`, as a user runs it: wall time from
  * spawning to exit (start-up and module loading included), peak RSS and CPU from GNU time (null
- * without it). `flags`: `node --max-semi-space-size=16 dist/cli/main.js`, as the shebang, `npm
+ * without it). `flags`: `node --max-semi-space-size=2 dist/cli/main.js`, as the shebang, `npm
  * start` and the container launch it; `plain`: `node dist/cli/main.js`, no V8 flags (NODE_OPTIONS
  * unset too), as anyone may launch it: the CLI relaunches itself with the limit, and GNU time
  * counts both images of the one process (execve keeps the pid and its CPU times).

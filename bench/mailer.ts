@@ -109,7 +109,7 @@ function mailBench(options: MailBenchOptions, emulator: PubSubEmulator, smtp: Te
       const topicName = uniqueName('bench-ready');
       const subscriptionName = uniqueName('bench-mailer');
       const { topic, subscription } = await createTopicAndSubscription(pubsub, topicName, subscriptionName, { ackDeadlineSeconds: 60 });
-      const child = spawn(process.execPath, ['--max-semi-space-size=16', options.cliPath, 'mailer', '--subscription', subscriptionName], {
+      const child = spawn(process.execPath, ['--max-semi-space-size=2', options.cliPath, 'mailer', '--subscription', subscriptionName], {
         env: { ...process.env, ...env, READY_TOPIC: topicName },
         stdio: ['ignore', 'ignore', 'pipe'],
       });

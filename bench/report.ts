@@ -34,7 +34,7 @@ export const MODE_LABELS: Readonly<Record<Mode, string>> = {
   copy: 'COPY csv -> Node deflate 6 (baseline)',
   psql: '`psql \\copy ... \\| zip -6`',
   export: '`export conversations` -> local zip',
-  cli: '`node --max-semi-space-size=16 dist/cli/main.js export conversations` -> local zip (whole CLI: the shebang, `npm start`, the container)',
+  cli: '`node --max-semi-space-size=2 dist/cli/main.js export conversations` -> local zip (whole CLI: the shebang, `npm start`, the container)',
   'cli-plain': '`node dist/cli/main.js export conversations` -> local zip (whole CLI, no V8 flags)',
   gcs: '`export conversations` -> gs:// (test server)',
   mailer: '`mailer`: 100 e-mails -> local SMTP',

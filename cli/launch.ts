@@ -2,14 +2,18 @@
  * The V8 setting the CLI needs, applied by the process itself however it was launched (`node
  * dist/cli/main.js`, the executable through its shebang, `npm start`, the container's entrypoint).
  *
- * Why a flag at all: V8 grows its young generation with the survival rate, and a long export keeps
- * enough in flight across scavenges that the default lets each semi-space grow to 64 MiB; measured
- * at 1M messages, peak RSS 232-244 MiB without the flag against 120-130 MiB with
- * `--max-semi-space-size=16`, at no cost in CPU. Why a relaunch: the semi-space limit is read once,
- * when the isolate's heap is configured, so `v8.setFlagsFromString()` from JavaScript comes too late
- * (measured: the young generation still grew to 128 MiB). `process.execve()` replaces this process
- * with a Node that has the flag, before anything else is loaded: the same pid, the same stdio, no
- * parent left behind, so signals and the exit code are the new process's own.
+ * Why a flag at all: V8 sizes its young generation by the survival rate, and under a long export
+ * the default lets each semi-space grow to 64 MiB: peak RSS 232-244 MiB at 1M messages. Why so small
+ * a limit: the CSV is written from the COPY bytes with almost no JavaScript garbage per row, so
+ * scavenges are rare, and the Buffers that die young (COPY input, CSV chunks, deflate output) keep
+ * their memory until a scavenge or V8's external-memory limit (about 64 MiB more) forces a
+ * collection. A small young generation collects them early. Measured at 1M messages, peak RSS by
+ * limit: 16 MiB 168-178, 8 MiB 149-152, 4 MiB 131-134, 3 MiB 130, 2 MiB 105-110, for about 10%
+ * more CPU at 2 than at 16. Why a relaunch: the limit is read once, when the isolate's heap is
+ * configured, so `v8.setFlagsFromString()` from JavaScript comes too late (measured: the young
+ * generation still grew to 128 MiB). `process.execve()` replaces this process with a Node that has
+ * the flag, before anything else is loaded: the same pid, the same stdio, no parent left behind, so
+ * signals and the exit code are the new process's own.
  *
  * This module imports only Node's built-in `v8`: it runs before the rest of the CLI is loaded.
  */
@@ -17,8 +21,8 @@ import { getHeapStatistics } from 'node:v8';
 
 /** The V8 option that bounds the young generation: each semi-space at most this many MiB. */
 export const SEMI_SPACE_OPTION = '--max-semi-space-size';
-/** The limit, MiB: a larger young generation raised peak RSS without making exports faster. */
-export const SEMI_SPACE_MIB = 16;
+/** The limit, MiB: each MiB more raised an export's peak RSS (see above); less than 2 made it no smaller. */
+export const SEMI_SPACE_MIB = 2;
 
 /** `--max-semi-space-size`, also written with underscores, with or without `=VALUE`. */
 const SEMI_SPACE_PATTERN = /^--max[-_]semi[-_]space[-_]size(?:=|$)/;
@@ -79,7 +83,7 @@ export interface HeapReport {
   readonly semiSpaceLimited: boolean;
   /**
    * V8's heap limit, bytes: the old generation's limit plus three semi-spaces, so it differs
-   * between `node` and `node --max-semi-space-size=16` on the same machine (what the test compares).
+   * between `node` and `node --max-semi-space-size=2` on the same machine (what the test compares).
    */
   readonly heapSizeLimit: number;
 }

@@ -15,7 +15,7 @@ async function npmStart(extraNodeOptions: string[] = [], onStdout?: (child: Chil
   delete env.DATABASE_URL;
   delete env.LOG_LEVEL;
   delete env.STATE_DATABASE_URL;
-  const child = spawn(process.execPath, ['--max-semi-space-size=16', ...extraNodeOptions, CLI_PATH, 'demo', '--no-progress'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', ...extraNodeOptions, CLI_PATH, 'demo', '--no-progress'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (onStdout !== undefined) {
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => onStdout(child, (stdout += chunk.toString())));

@@ -57,7 +57,7 @@ describe('the Dockerfile', () => {
     expect(runtime).toContainEqual(expect.objectContaining({ kind: 'COPY', from: 'build', sources: ['/app/dist'], destination: './dist' }));
     expect(runtime).toContainEqual(expect.objectContaining({ kind: 'USER', user: 'node' }));
     const entrypoint = runtime.find((step) => step.kind === 'ENTRYPOINT');
-    expect(entrypoint).toMatchObject({ argv: ['node', '--max-semi-space-size=16', '/app/dist/cli/main.js'] });
+    expect(entrypoint).toMatchObject({ argv: ['node', '--max-semi-space-size=2', '/app/dist/cli/main.js'] });
     // The image runs the CLI with the V8 flags its shebang gives it everywhere else.
     const shebang = (await readFile(fileURLToPath(new URL('../cli/main.ts', import.meta.url)), 'utf8')).split('\n')[0];
     expect(shebang).toBe(`#!/usr/bin/env -S ${entrypoint?.kind === 'ENTRYPOINT' ? entrypoint.argv.slice(0, -1).join(' ') : ''}`);
@@ -171,7 +171,7 @@ describe('scripts/docker-build-steps.ts', () => {
     expect(summary).toMatchObject({
       workdir: '/app',
       user: 'node',
-      entrypoint: ['node', '--max-semi-space-size=16', '/app/dist/cli/main.js'],
+      entrypoint: ['node', '--max-semi-space-size=2', '/app/dist/cli/main.js'],
       env: { NODE_ENV: 'production' },
       topLevel: ['dist', 'package-lock.json', 'package.json'],
     });

@@ -33,7 +33,7 @@ describe('the young generation is bounded however the CLI is launched', () => {
       'export',
       '--x',
     ]);
-    expect(relaunchArguments({ execPath: 'node', execArgv: [], argv: ['main.js'], nodeOptions: undefined })).toEqual(['node', '--max-semi-space-size=16', 'main.js']);
+    expect(relaunchArguments({ execPath: 'node', execArgv: [], argv: ['main.js'], nodeOptions: undefined })).toEqual(['node', '--max-semi-space-size=2', 'main.js']);
   });
 
   it('leaves a launch alone that sets the limit itself, on the command line or in NODE_OPTIONS, in either spelling and at any value', () => {
@@ -50,7 +50,7 @@ describe('the young generation is bounded however the CLI is launched', () => {
     expect(setsSemiSpace({ execArgv: ['--max-old-space-size=100'], nodeOptions: '--max-semi-space' })).toBe(false);
   });
 
-  it('plain `node dist/cli/main.js` runs with --max-semi-space-size=16 in effect, as the same process (pid), with its exit code', async () => {
+  it('plain `node dist/cli/main.js` runs with --max-semi-space-size=${SEMI_SPACE_MIB} in effect, as the same process (pid), with its exit code', async () => {
     const [limited, unlimited] = await Promise.all([heapSizeLimit([`--max-semi-space-size=${SEMI_SPACE_MIB}`]), heapSizeLimit([])]);
     // Otherwise this machine's default would be the limit, and the comparison below would prove nothing.
     expect(unlimited).not.toBe(limited);
