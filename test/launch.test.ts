@@ -50,7 +50,7 @@ describe('the young generation is bounded however the CLI is launched', () => {
     expect(setsSemiSpace({ execArgv: ['--max-old-space-size=100'], nodeOptions: '--max-semi-space' })).toBe(false);
   });
 
-  it('plain `node dist/cli/main.js` runs with the CLI's semi-space limit in effect, as the same process (pid), with its exit code', async () => {
+  it('plain `node dist/cli/main.js` runs with the semi-space limit of the CLI in effect, as the same process (pid), with its exit code', async () => {
     const [limited, unlimited] = await Promise.all([heapSizeLimit([`--max-semi-space-size=${SEMI_SPACE_MIB}`]), heapSizeLimit([])]);
     // Otherwise this machine's default would be the limit, and the comparison below would prove nothing.
     expect(unlimited).not.toBe(limited);
