@@ -369,7 +369,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     printProblem(`invalid request: ${error.message}`);
     return ExitCode.InvalidRequest;
   }
-  logger.debug({ heap: heapReport() }, 'V8 heap settings');
+  logger.trace({ heap: heapReport() }, 'V8 heap settings');
   // Last resort for an error no listener heard (an `error` event of a connection closing at
   // shutdown, a rejection nothing awaited): one log line with the error as the logger serializes
   // it and the reason on stderr, then exit 1 as Node would, instead of Node's dump of the whole

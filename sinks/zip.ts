@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { Transform, type TransformCallback, type TransformOptions } from 'node:stream';
-import { constants, crc32, createDeflateRaw, deflateRaw, type DeflateRaw, type ZlibOptions } from 'node:zlib';
+import { crc32, createDeflateRaw, type DeflateRaw, type ZlibOptions } from 'node:zlib';
 import { describe } from '../config/env.js';
 
 // The byte layout follows PKWARE's APPNOTE.TXT and the choices of Go's archive/zip writer, which
@@ -42,42 +42,19 @@ const EXTENDED_TIMESTAMP_EXTRA_BYTES = 4 + 1 + 4;
 /** Earliest instant a DOS date can hold, in local time (January 1980). */
 const DOS_EPOCH_YEAR = 1980;
 
-// Parallel deflate, the way pigz does it: an entry's data is cut into blocks of `blockBytes`, and up
-// to `concurrency` blocks are compressed at once on libuv's thread pool, each primed with the last
-// 32 KiB of the data before it as a preset dictionary (so matches reach across block boundaries as
-// in one stream) and ended with a sync flush (so the blocks' outputs concatenate into one deflate
-// stream, byte-aligned). Outputs are emitted strictly in block order; the entry's stream ends with
-// a final empty fixed block (0x03 0x00). The first block of an entry has no dictionary and goes
-// through the entry's own DeflateRaw stream, created when the entry opens; the others through
-// one-shot zlib.deflateRaw calls.
-//
-// Memory budget. While the reader keeps up, only the blocks in flight hold data, which is what
-// lets the caller produce the next chunks on the main thread while zlib compresses on the pool.
-// When the reader stops, every buffer below fills once and then the writable side refuses more:
-//   concurrency x (blockBytes input + its output, at most blockBytes + 0.1% + 5 bytes) in flight
-//     or waiting for their turn, plus one zlib state per block compressing (about 256 KiB native
-//     each at the default memLevel),
-//   + blockBytes being filled + a 32 KiB dictionary,
-//   + 4 chunks queued on the writable side + the readable buffer (64 KiB, overshot by at most one
-//     64 KiB piece).
-// With the defaults (128 KiB x 2) and 64 KiB chunks: about 2 x (128 + 128 + 256) + 128 + 32 +
-// 4 x 64 + 128 KiB, about 1.6 MiB. The block buffers are reused, so no garbage per block either.
+// Memory budget. While the reader of the archive keeps up, chunks pass straight through and only
+// deflate's input buffer fills, which is what lets the caller produce the next chunk on the main
+// thread while zlib compresses on the thread pool. When the reader stops, every buffer below fills
+// once and then the writable side refuses more: with 64 KiB chunks at most about
+// 4 x 64 KiB (our queue) + 128 KiB + 64 KiB (deflate input) + 2 x 2 x 64 KiB (outputs) of memory.
 /** Chunks queued on the writable side before write() returns false. */
 const WRITABLE_HIGH_WATER_MARK_CHUNKS = 4;
+/** Uncompressed bytes handed to deflate before its write() returns false. */
+const DEFLATE_INPUT_HIGH_WATER_MARK = 128 * 1024;
 /** Size of deflate's output buffers: fewer thread-pool round trips than zlib's default of 16 KiB. */
 const DEFLATE_OUTPUT_CHUNK_BYTES = 64 * 1024;
-/** Compressed bytes this stream buffers for a slow reader; also the largest piece pushed at once. */
+/** Compressed bytes deflate and this stream each buffer for a slow reader. */
 const READABLE_HIGH_WATER_MARK = 64 * 1024;
-/** Deflate's window: a block's dictionary is the last this many bytes of the data before it. */
-const DICTIONARY_BYTES = 32 * 1024;
-/** A final, empty block with fixed codes: ends a deflate stream whose blocks ended with a sync flush. */
-const FINAL_EMPTY_BLOCK = Buffer.from([0x03, 0x00]);
-/** Default uncompressed bytes per block; chosen by measurement, see {@link ZipOptions.blockBytes}. */
-export const DEFAULT_BLOCK_BYTES = 128 * 1024;
-/** Default number of blocks in flight; chosen by measurement, see {@link ZipOptions.concurrency}. */
-export const DEFAULT_CONCURRENCY = 2;
-const MAX_BLOCK_BYTES = 16 * 1024 * 1024;
-const MAX_CONCURRENCY = 16;
 
 /**
  * One piece of data for the entry `entry`. A chunk naming another entry than the previous chunk
@@ -104,18 +81,6 @@ export interface ZipOptions {
    * or the entry count does not fit the classic fields.
    */
   readonly forceZip64?: boolean;
-  /**
-   * Uncompressed bytes per independently compressed block, an integer from 32 KiB (deflate's
-   * window, so each block's dictionary comes from the block before) to 16 MiB; default
-   * {@link DEFAULT_BLOCK_BYTES}. Smaller blocks cost compression ratio, larger ones memory.
-   */
-  readonly blockBytes?: number;
-  /**
-   * Blocks compressed or waiting to be emitted at once, an integer from 1 to 16; default
-   * {@link DEFAULT_CONCURRENCY}. Each one holds a block's input and output and, while it
-   * compresses, a thread of libuv's pool (4 threads unless UV_THREADPOOL_SIZE says otherwise).
-   */
-  readonly concurrency?: number;
 }
 
 /** What the archive says about one finished entry. */
@@ -332,20 +297,10 @@ interface ZipSettings {
   readonly level: number;
   readonly modifiedAt: Date;
   readonly forceZip64: boolean;
-  readonly blockBytes: number;
-  readonly concurrency: number;
 }
 
 function resolveOptions(options: ZipOptions | undefined): ZipSettings {
-  if (options === undefined) {
-    return {
-      level: 6,
-      modifiedAt: new Date(),
-      forceZip64: false,
-      blockBytes: DEFAULT_BLOCK_BYTES,
-      concurrency: DEFAULT_CONCURRENCY,
-    };
-  }
+  if (options === undefined) return { level: 6, modifiedAt: new Date(), forceZip64: false };
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`Expected \`options\` to be an object, got ${describe(options)}`);
   }
@@ -370,23 +325,8 @@ function resolveOptions(options: ZipOptions | undefined): ZipSettings {
   if (typeof forceZip64 !== 'boolean') {
     throw new TypeError(`Expected \`forceZip64\` to be a boolean, got ${describe(forceZip64)}`);
   }
-  const blockBytes = options.blockBytes === undefined ? DEFAULT_BLOCK_BYTES : options.blockBytes;
-  if (
-    typeof blockBytes !== 'number' ||
-    !Number.isInteger(blockBytes) ||
-    blockBytes < DICTIONARY_BYTES ||
-    blockBytes > MAX_BLOCK_BYTES
-  ) {
-    throw new TypeError(
-      `Expected \`blockBytes\` to be an integer from ${DICTIONARY_BYTES} to ${MAX_BLOCK_BYTES}, got ${describe(blockBytes)}`,
-    );
-  }
-  const concurrency = options.concurrency === undefined ? DEFAULT_CONCURRENCY : options.concurrency;
-  if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-    throw new TypeError(`Expected \`concurrency\` to be an integer from 1 to ${MAX_CONCURRENCY}, got ${describe(concurrency)}`);
-  }
   // Copy the Date: the caller may change theirs after creating the stream.
-  return { level, modifiedAt: new Date(modifiedAt.getTime()), forceZip64, blockBytes, concurrency };
+  return { level, modifiedAt: new Date(modifiedAt.getTime()), forceZip64 };
 }
 
 /** Checks a written value's shape; runs for every chunk, so it only does constant-time checks. */
@@ -404,79 +344,41 @@ function checkChunk(chunk: unknown): ZipEntryChunk {
   return chunk as ZipEntryChunk;
 }
 
-/** One block of an entry's data on its way through deflate, in the order it is to be emitted. */
-interface Block {
-  /** Compressed pieces not yet pushed, in order. */
-  readonly outputs: Buffer[];
-  /** Whether deflate has produced all of this block's output. */
-  done: boolean;
-}
-
 /** The entry whose data is being compressed. */
 interface OpenEntry {
   readonly name: string;
   readonly header: EntryHeader;
   readonly localHeaderOffset: number;
-  /** Compresses the entry's first block, which needs no dictionary. */
   readonly deflate: DeflateRaw;
   crc32: number;
   uncompressedBytes: number;
   compressedBytes: number;
-  /** Blocks handed to deflate so far. */
-  blocksStarted: number;
-  /** The block being filled; undefined until the entry's data or the next block's first byte comes. */
-  filling: Buffer | undefined;
-  /** Bytes of `filling` in use. */
-  fill: number;
-  /** Set once the entry is to be closed: called after its data descriptor. */
-  closed: (() => void) | undefined;
-}
-
-/** A write whose data did not fit: the rest waits until a block in flight has been emitted. */
-interface ParkedWrite {
-  readonly entry: OpenEntry;
-  readonly data: Buffer;
-  readonly offset: number;
-  readonly callback: TransformCallback;
 }
 
 /**
  * A streaming zip writer. The writable side takes {@link ZipEntryChunk} objects; the readable side
- * yields the archive's bytes. Each entry is deflated in blocks on libuv's thread pool, several at
- * once (see {@link ZipOptions.concurrency}), while the caller produces the next chunks; the CRC is
- * computed natively with `zlib.crc32`.
+ * yields the archive's bytes. Each entry is deflated by zlib on libuv's thread pool while the
+ * caller produces the next chunks, and the CRC is computed natively with `zlib.crc32`.
  *
- * Memory stays bounded whatever the entry sizes: when the reader stops reading, the blocks in
- * flight cannot be emitted, no new block starts, the block being filled fills up, and then write()
- * returns false. Only the central directory (a few dozen bytes per entry) grows with the archive.
+ * Memory stays bounded whatever the entry sizes: when the reader stops reading, deflate's output
+ * fills up, deflate stops taking input, and then write() returns false. Only the central directory
+ * (a few dozen bytes per entry) grows with the archive.
  *
- * Destroying the stream destroys the entry's deflate stream too and drops every block: blocks
- * still on the thread pool finish there, and their output is discarded. Errors in the written
- * chunks (a malformed chunk, an empty, unencodable or repeated entry name) or from zlib destroy
- * the stream with an error that names the problem.
+ * Destroying the stream destroys the entry's deflate stream too. Errors in the written chunks
+ * (a malformed chunk, an empty, unencodable or repeated entry name) destroy the stream with an
+ * error that names the problem.
  */
 export class ZipStream extends Transform {
   readonly #level: number;
   readonly #forceZip64: boolean;
-  readonly #blockBytes: number;
-  readonly #concurrency: number;
   readonly #modified: DosDateTime;
   readonly #timestampExtra: Buffer;
   readonly #entries: ZipEntrySummary[] = [];
   /** Central directory records of the finished entries, written at the end. */
   readonly #directory: CentralDirectoryEntry[] = [];
   readonly #usedNames = new Set<string>();
-  /** Blocks started and not yet wholly emitted, in order; never more than `concurrency`. */
-  readonly #blocks: Block[] = [];
-  /** Block input buffers whose compression has finished, kept for the next blocks. */
-  readonly #spare: Buffer[] = [];
-  /** The last bytes of the latest block started: the next block's dictionary. */
-  #dictionary: Buffer | undefined;
-  #dictionaryBytes = 0;
-  #parked: ParkedWrite | undefined;
   #open: OpenEntry | undefined;
   #outputPaused = false;
-  #draining = false;
   #bytesWritten = 0;
 
   /** Prefer {@link createZipStream}; throws TypeError for invalid options. */
@@ -489,8 +391,6 @@ export class ZipStream extends Transform {
     });
     this.#level = settings.level;
     this.#forceZip64 = settings.forceZip64;
-    this.#blockBytes = settings.blockBytes;
-    this.#concurrency = settings.concurrency;
     this.#modified = dosDateTime(settings.modifiedAt);
     this.#timestampExtra = extendedTimestampExtraField(settings.modifiedAt);
   }
@@ -546,10 +446,10 @@ export class ZipStream extends Transform {
   }
 
   override _read(size: number): void {
-    // The reader wants more: emit the block outputs that push() refused earlier.
+    // The reader wants more: let the deflate output that push() refused earlier flow again.
     if (this.#outputPaused) {
       this.#outputPaused = false;
-      this.#drain();
+      this.#open?.deflate.resume();
     }
     // Transform's own _read releases a write callback it held for a full readable buffer.
     super._read(size);
@@ -558,12 +458,6 @@ export class ZipStream extends Transform {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const open = this.#open;
     this.#open = undefined;
-    this.#parked = undefined;
-    // Blocks on the thread pool cannot be called back; their callbacks see `destroyed` and drop
-    // the output, and everything they hold becomes garbage with them.
-    this.#blocks.length = 0;
-    this.#spare.length = 0;
-    this.#dictionary = undefined;
     // Frees zlib's native memory now instead of at garbage collection; its 'error' listener stays,
     // so a late error from it cannot become an unhandled 'error' event.
     open?.deflate.destroy();
@@ -599,11 +493,12 @@ export class ZipStream extends Transform {
   }
 
   #openEntry(name: string, header: EntryHeader): OpenEntry {
-    const options: ZlibOptions = {
+    // zlib passes stream options on to its Transform, though @types/node's ZlibOptions omits them.
+    const options: ZlibOptions & Pick<TransformOptions, 'writableHighWaterMark' | 'readableHighWaterMark'> = {
       level: this.#level,
       chunkSize: DEFLATE_OUTPUT_CHUNK_BYTES,
-      // Like every block: byte-aligned, not final, so the next block's output can follow.
-      finishFlush: constants.Z_SYNC_FLUSH,
+      writableHighWaterMark: DEFLATE_INPUT_HIGH_WATER_MARK,
+      readableHighWaterMark: READABLE_HIGH_WATER_MARK,
     };
     const deflate = createDeflateRaw(options);
     const entry: OpenEntry = {
@@ -614,11 +509,15 @@ export class ZipStream extends Transform {
       crc32: 0,
       uncompressedBytes: 0,
       compressedBytes: 0,
-      blocksStarted: 0,
-      filling: undefined,
-      fill: 0,
-      closed: undefined,
     };
+    deflate.on('data', (compressed: Buffer) => {
+      entry.compressedBytes += compressed.length;
+      if (!this.#emit(compressed)) {
+        // Deflate's readable buffer then fills, zlib stops, and deflate.write() starts refusing.
+        this.#outputPaused = true;
+        deflate.pause();
+      }
+    });
     deflate.on('error', (error: Error) => this.destroy(error));
     this.#usedNames.add(name);
     this.#open = entry;
@@ -626,7 +525,7 @@ export class ZipStream extends Transform {
     return entry;
   }
 
-  /** Counts the data into the entry and copies it into blocks; calls back once all of it is copied. */
+  /** Feeds data to the open entry; calls back at once while deflate has room, so work overlaps. */
   #write(entry: OpenEntry, data: Buffer, callback: TransformCallback): void {
     if (data.length === 0) {
       callback();
@@ -634,151 +533,26 @@ export class ZipStream extends Transform {
     }
     entry.crc32 = crc32(data, entry.crc32);
     entry.uncompressedBytes += data.length;
-    this.#feed(entry, data, 0, callback);
+    if (entry.deflate.write(data)) callback();
+    else entry.deflate.once('drain', () => callback());
   }
 
-  /**
-   * Copies `data` from `offset` into the entry's blocks, starting each block as it fills. When a
-   * full block cannot start because `concurrency` blocks are in flight, parks the rest of the write:
-   * holding its callback is what makes write() return false once the writable queue is full too.
-   */
-  #feed(entry: OpenEntry, data: Buffer, offset: number, callback: TransformCallback): void {
-    let at = offset;
-    while (at < data.length) {
-      if (entry.fill === this.#blockBytes && !this.#startBlock(entry)) {
-        this.#parked = { entry, data, offset: at, callback };
-        return;
-      }
-      entry.filling ??= this.#spare.pop() ?? Buffer.allocUnsafe(this.#blockBytes);
-      const copied = data.copy(entry.filling, entry.fill, at, Math.min(data.length, at + this.#blockBytes - entry.fill));
-      entry.fill += copied;
-      at += copied;
-      // Start at once if there is room: the pool compresses while the caller produces more.
-      if (entry.fill === this.#blockBytes) this.#startBlock(entry);
-    }
-    callback();
-  }
-
-  /** Hands the block being filled (possibly empty) to deflate; false when `concurrency` blocks are in flight. */
-  #startBlock(entry: OpenEntry): boolean {
-    if (this.#blocks.length >= this.#concurrency) return false;
-    const buffer = entry.filling;
-    const input = buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, entry.fill);
-    const block: Block = { outputs: [], done: false };
-    this.#blocks.push(block);
-    const finished = (): void => {
-      block.done = true;
-      if (buffer !== undefined && this.#spare.length < this.#concurrency + 1) this.#spare.push(buffer);
-      this.#drain();
-    };
-    if (entry.blocksStarted === 0) {
-      entry.deflate.on('data', (compressed: Buffer) => {
-        block.outputs.push(compressed);
-        this.#drain();
-      });
-      entry.deflate.once('end', finished);
-      entry.deflate.end(input);
-    } else {
-      const options: ZlibOptions = {
-        level: this.#level,
-        chunkSize: DEFLATE_OUTPUT_CHUNK_BYTES,
-        finishFlush: constants.Z_SYNC_FLUSH,
-        // zlib copies the dictionary when the call is made, so the buffer can take the next one at once.
-        dictionary: this.#dictionary!.subarray(0, this.#dictionaryBytes),
-      };
-      deflateRaw(input, options, (error, compressed) => {
-        // After destroy nothing may be emitted and nothing reported: the stream is gone.
-        if (this.destroyed) return;
-        if (error !== null) {
-          this.destroy(error);
-          return;
-        }
-        block.outputs.push(compressed);
-        finished();
-      });
-    }
-    entry.blocksStarted++;
-    // The next block's dictionary. A block shorter than the window is only ever an entry's last.
-    this.#dictionary ??= Buffer.allocUnsafe(DICTIONARY_BYTES);
-    this.#dictionaryBytes = input.copy(this.#dictionary, 0, Math.max(0, input.length - DICTIONARY_BYTES));
-    entry.filling = undefined;
-    entry.fill = 0;
-    return true;
-  }
-
-  /**
-   * Pushes the outputs of the blocks in order, as far as the reader takes them, in pieces of at
-   * most the readable high-water mark so the readable buffer stays near it whatever the block size.
-   * Every block wholly emitted makes room for the next, so a parked write or a close continues.
-   */
-  #drain(): void {
-    if (this.#draining || this.destroyed) return;
-    this.#draining = true;
-    let freed = false;
-    const open = this.#open;
-    while (!this.#outputPaused && this.#blocks.length > 0) {
-      const head = this.#blocks[0]!;
-      const output = head.outputs.shift();
-      if (output === undefined) {
-        if (!head.done) break;
-        this.#blocks.shift();
-        freed = true;
-        continue;
-      }
-      for (let at = 0; at < output.length; at += READABLE_HIGH_WATER_MARK) {
-        const piece = output.subarray(at, at + READABLE_HIGH_WATER_MARK);
-        if (open !== undefined) open.compressedBytes += piece.length;
-        if (!this.#emit(piece)) {
-          this.#outputPaused = true;
-          if (at + piece.length < output.length) head.outputs.unshift(output.subarray(at + piece.length));
-          break;
-        }
-      }
-    }
-    this.#draining = false;
-    if (freed) this.#advance();
-  }
-
-  /** Continues what waited for room: a full block, then a parked write or the entry's close. */
-  #advance(): void {
-    const entry = this.#open;
-    if (entry === undefined || this.destroyed) return;
-    if (entry.fill === this.#blockBytes && !this.#startBlock(entry)) return;
-    const parked = this.#parked;
-    if (parked !== undefined) {
-      this.#parked = undefined;
-      this.#feed(parked.entry, parked.data, parked.offset, parked.callback);
-    } else if (entry.closed !== undefined) {
-      this.#finishEntry(entry);
-    }
-  }
-
-  /** Starts the entry's last block, then writes its end once all its blocks are out, and calls `then`. */
+  /** Finishes the entry's deflate stream, then writes its data descriptor and calls `then`. */
   #closeEntry(entry: OpenEntry, then: () => void): void {
-    entry.closed = then;
-    this.#finishEntry(entry);
-  }
-
-  /** Part of closing: each call goes as far as room and emitted output allow; the last one calls back. */
-  #finishEntry(entry: OpenEntry): void {
-    if (entry.fill === this.#blockBytes && !this.#startBlock(entry)) return;
-    // The last, partial block; or the only one, even if empty, so the first block's stream ends.
-    if ((entry.fill > 0 || entry.blocksStarted === 0) && !this.#startBlock(entry)) return;
-    if (this.#blocks.length > 0) return;
-    const then = entry.closed!;
-    entry.closed = undefined;
-    entry.compressedBytes += FINAL_EMPTY_BLOCK.length;
-    this.#emit(FINAL_EMPTY_BLOCK);
-    const trailer: EntryTrailer = {
-      crc32: entry.crc32,
-      compressedBytes: entry.compressedBytes,
-      uncompressedBytes: entry.uncompressedBytes,
-    };
-    this.#emit(dataDescriptor(trailer, this.#forceZip64));
-    this.#directory.push({ ...entry.header, ...trailer, localHeaderOffset: entry.localHeaderOffset });
-    this.#entries.push(Object.freeze({ name: entry.name, ...trailer }));
-    this.#open = undefined;
-    then();
+    entry.deflate.once('end', () => {
+      const trailer: EntryTrailer = {
+        crc32: entry.crc32,
+        compressedBytes: entry.compressedBytes,
+        uncompressedBytes: entry.uncompressedBytes,
+      };
+      this.#emit(dataDescriptor(trailer, this.#forceZip64));
+      this.#directory.push({ ...entry.header, ...trailer, localHeaderOffset: entry.localHeaderOffset });
+      this.#entries.push(Object.freeze({ name: entry.name, ...trailer }));
+      this.#open = undefined;
+      this.#outputPaused = false;
+      then();
+    });
+    entry.deflate.end();
   }
 
   #writeCentralDirectory(): void {

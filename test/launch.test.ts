@@ -16,7 +16,7 @@ async function heapSizeLimit(nodeOptions: readonly string[]): Promise<number> {
 
 /** The CLI's `V8 heap settings` debug line, and the pid the test spawned. */
 async function cliHeap(env: Record<string, string | undefined>): Promise<{ spawnedPid: number | undefined; code: number | null; heap: Record<string, unknown> }> {
-  const child = startCli(['--help'], { LOG_LEVEL: 'debug', ...env });
+  const child = startCli(['--help'], { LOG_LEVEL: 'trace', ...env });
   const result = await collect(child);
   const line = result.stderr.split('\n').find((text) => text.includes('"V8 heap settings"'));
   expect(line, result.stderr).toBeDefined();
