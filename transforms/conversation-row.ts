@@ -4,6 +4,7 @@ import { appendCopyValue, formatCell, formatHeader, RECORD_END, type CsvCellOpti
 import { splitDirection } from './direction.js';
 import { appendDurationBytes, formatDurationText } from './duration.js';
 import { appendTimestampBytes, formatTimestamp } from './timestamp.js';
+import type { XlsxRowWriter } from './xlsx.js';
 
 /**
  * The columns the conversation query selects, in order (see jobs/conversations/query.ts). Raw values
@@ -250,4 +251,76 @@ export function appendConversationRecord(out: ByteOutput, row: CopyTextRow, opti
     out.string(formatDurationText(row.text(duration)));
   }
   out.bytes(RECORD_END_BYTES, 0, RECORD_END_BYTES.length);
+}
+
+// The same row as XLSX cells (transforms/xlsx.ts): the CSV's cell texts, typed.
+
+function xlsxTextValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
+  if (!row.escaped(c)) {
+    w.text(cell, row.src, row.starts[c]!, row.ends[c]!);
+  } else if (!row.isNull(c)) {
+    const length = row.unescapeInto(c);
+    w.text(cell, row.decoded, 0, length);
+  }
+}
+
+function xlsxIdValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
+  if (!row.escaped(c)) w.integerOrText(cell, row.src, row.starts[c]!, row.ends[c]!);
+  else xlsxTextValue(w, cell, row, c);
+}
+
+function xlsxTimestampValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
+  if (row.isNull(c)) return;
+  const start = row.starts[c]!;
+  const after = row.src[start + 19];
+  const plain = row.ends[c]! - start >= 20 && (after === 0x2e || after === 0x2b || after === 0x2d) && row.plainAscii(c);
+  // Dates Excel cannot show as dates (before 1900-03-01, past 9999) keep the CSV's text.
+  if (!plain || !w.dateTime(cell, row.src, start)) w.textString(cell, formatTimestamp(row.text(c)));
+}
+
+/**
+ * Appends the cells of one data row of the conversation export as XLSX row `rowNumber`: the cells
+ * {@link appendConversationRecord} writes, with ids as numbers (where a double holds them exactly),
+ * timestamps as date-times, `Message Incoming` as a boolean and everything else as text (phone
+ * numbers included, so no `+` or leading zero is lost). No formula guard: string cells are never
+ * formulas.
+ */
+export function appendConversationXlsxRow(w: XlsxRowWriter, row: CopyTextRow, rowNumber: number): void {
+  const incoming = row.equalsAscii(column.sender, CONTACT_BYTES, CONTACT);
+  const content = row.equalsAscii(column.message_type, TEXT_BYTES, TEXT) ? column.body : column.media_url;
+  w.startRow(rowNumber);
+  xlsxIdValue(w, 0, row, column.chat_id);
+  xlsxIdValue(w, 1, row, column.merchant_id);
+  xlsxTextValue(w, 2, row, column.provider);
+  xlsxTimestampValue(w, 3, row, column.chat_created_at);
+  xlsxTimestampValue(w, 4, row, column.message_created_at);
+  xlsxIdValue(w, 5, row, column.contact_id);
+  xlsxTextValue(w, 6, row, column.contact_identification);
+  xlsxTextValue(w, 7, row, column.contact_name);
+  xlsxTextValue(w, 8, row, column.contact_email);
+  xlsxTextValue(w, 9, row, column.contact_phone_number);
+  xlsxTextValue(w, 10, row, column.contact_mobile_number);
+  xlsxIdValue(w, 11, row, column.agent_id);
+  xlsxTextValue(w, 12, row, column.agent_name);
+  xlsxTextValue(w, 13, row, column.agent_username);
+  xlsxTextValue(w, 14, row, column.agent_email);
+  w.boolean(15, incoming);
+  xlsxTextValue(w, incoming ? 16 : 17, row, content);
+  xlsxTextValue(w, 18, row, column.message_type);
+  xlsxTextValue(w, 19, row, column.caption);
+  xlsxTextValue(w, 20, row, column.alias);
+  xlsxTextValue(w, 21, row, column.bot_name);
+  xlsxTextValue(w, 22, row, column.status);
+  xlsxTimestampValue(w, 23, row, column.opened_at);
+  xlsxTimestampValue(w, 24, row, column.picked_up_at);
+  xlsxTimestampValue(w, 25, row, column.closed_at);
+  const duration = column.duration_seconds;
+  if (!row.isNull(duration)) {
+    w.startText(26, 11);
+    if (!appendDurationBytes(w.out, row.src, row.starts[duration]!, row.ends[duration]!)) {
+      w.out.string(formatDurationText(row.text(duration)));
+    }
+    w.endText();
+  }
+  w.endRow();
 }

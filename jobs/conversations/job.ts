@@ -6,8 +6,12 @@ import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { createZipStream } from '../../sinks/zip.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { createCsvPartsStage } from '../../transforms/csv-parts.js';
+import { createXlsxSheetsStage } from '../../transforms/xlsx-sheets.js';
+import { XLSX_CONTENT_TYPE, xlsxSheetNames } from '../../transforms/xlsx.js';
 import {
   appendConversationRecord,
+  appendConversationXlsxRow,
+  CONVERSATION_HEADERS,
   chatRowsOfCopyRow,
   CONVERSATION_CHAT_ID_COLUMN,
   CONVERSATION_HEADER_RECORD,
@@ -24,15 +28,22 @@ import { resolveConversationExport, type ResolvedConversationExport } from './re
 export interface ConversationExportSummary {
   readonly requestId: string;
   readonly kind: 'conversations';
-  /** The zip's location. */
+  /** The zip's (or workbook's) location. */
   readonly uri: string;
   /** Data rows written, over all parts. */
   readonly rows: number;
-  /** The CSV file names inside the zip, in export order. */
+  /** The parts in export order: the CSV file names inside the zip, or the workbook's sheet names. */
   readonly files: readonly string[];
-  /** The zip's size. */
+  /** The zip's (or workbook's) size. */
   readonly bytes: number;
+  /** Only for XLSX (the CSV summary is unchanged): the format. */
+  readonly format?: 'xlsx';
+  /** Only for XLSX: cells cut at Excel's 32,767-character limit. */
+  readonly truncatedCells?: number;
 }
+
+/** The sheet name of a conversation workbook with a single part (several are `Part 1`, `Part 2`, ...). */
+export const CONVERSATION_SHEET_NAME = 'Conversations';
 
 /** What an export runs with. */
 export interface ConversationExportContext {
@@ -50,6 +61,9 @@ export interface ConversationExportContext {
   readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
+/** Deflate level of a workbook's entries (see the note where it is used). */
+const XLSX_DEFLATE_LEVEL = 6;
+
 /** The file name base shared by the zip and its CSV files. */
 export function conversationFileBase(resolved: ResolvedConversationExport): string {
   return `conversations_merchant-${resolved.request.merchantId}_${resolved.fromLabel}_${resolved.toLabel}`;
@@ -61,6 +75,11 @@ export function conversationFileBase(resolved: ResolvedConversationExport): stri
  */
 export function conversationZipName(resolved: ResolvedConversationExport): string {
   return `${conversationFileBase(resolved)}_${resolved.request.requestId}.zip`;
+}
+
+/** The workbook's name: {@link conversationZipName} with `.xlsx` (it is a zip already, not zipped again). */
+export function conversationWorkbookName(resolved: ResolvedConversationExport): string {
+  return `${conversationFileBase(resolved)}_${resolved.request.requestId}.xlsx`;
 }
 
 /** A finished (or found) conversation export. */
@@ -102,7 +121,10 @@ export async function runConversationExport(
     // Timestamps leave the server as local text of the export zone (see transforms/timestamp.ts).
     await session.query(`SELECT set_config('TimeZone', $1, true)`, [resolved.timezone]);
     const base = conversationFileBase(resolved);
-    const name = conversationZipName(resolved);
+    const xlsx = request.format === 'xlsx';
+    const name = xlsx ? conversationWorkbookName(resolved) : conversationZipName(resolved);
+    const xlsxFields = (truncatedCells: number): Pick<ConversationExportSummary, 'format' | 'truncatedCells'> =>
+      xlsx ? { format: 'xlsx', truncatedCells } : {};
 
     const existing = await output.find(name);
     if (existing !== undefined) {
@@ -118,8 +140,10 @@ export async function runConversationExport(
         kind: 'conversations',
         uri: existing.uri,
         rows,
-        files: partNames(base, parts),
+        files: xlsx ? xlsxSheetNames(CONVERSATION_SHEET_NAME, parts) : partNames(base, parts),
         bytes: existing.bytes,
+        // How many cells an earlier run cut is in its log, not in the object's metadata.
+        ...(xlsx ? { format: 'xlsx' as const } : {}),
       };
       return { summary, stored: existing, resolved, reused: true };
     }
@@ -134,48 +158,64 @@ export async function runConversationExport(
     );
     const object = await output.open({
       name,
-      contentType: 'application/zip',
+      contentType: xlsx ? XLSX_CONTENT_TYPE : 'application/zip',
       metadata: {
         requestId: request.requestId,
         kind: 'conversations',
         merchantId: request.merchantId,
         rows: String(plan.rows),
         parts: String(plan.files.length),
+        ...(xlsx ? { format: 'xlsx' } : {}),
       },
     });
-    const csv = createCsvPartsStage({
+    const split = {
       columns: CONVERSATION_SOURCE_COLUMNS.length,
-      headerRecord: CONVERSATION_HEADER_RECORD,
-      bom: request.csv.bom,
-      formatRecord: (out, row) => appendConversationRecord(out, row, request.csv),
       groupColumn: CONVERSATION_CHAT_ID_COLUMN,
       groupSize: chatRowsOfCopyRow,
       rowsPerFile: request.csv.rowsPerFile,
-      multipart: plan.files.length > 1,
-      partName: (index, multi) => partFileName(base, index, multi),
       ...(context.onProgress === undefined ? {} : { onRows: (rows: number) => context.onProgress?.({ rows }) }),
-    });
-    const zip = createZipStream({ level: 6, modifiedAt: context.now ?? new Date() });
+    };
+    const sheetNames = xlsxSheetNames(CONVERSATION_SHEET_NAME, plan.files.length);
+    const stage = xlsx
+      ? createXlsxSheetsStage({ ...split, headers: CONVERSATION_HEADERS, writeRow: appendConversationXlsxRow, sheetNames })
+      : createCsvPartsStage({
+          ...split,
+          headerRecord: CONVERSATION_HEADER_RECORD,
+          bom: request.csv.bom,
+          formatRecord: (out, row) => appendConversationRecord(out, row, request.csv),
+          multipart: plan.files.length > 1,
+          partName: (index, multi) => partFileName(base, index, multi),
+        });
+    const files = (): readonly string[] => ('files' in stage ? stage.files : stage.sheets);
+    // The workbook's XML is about three times the CSV's bytes and repeats itself: a lower level
+    // keeps it near the CSV's time at a size close to level 6's (bench/export-vs-copy.ts, xlsx row).
+    const zip = createZipStream({ level: xlsx ? XLSX_DEFLATE_LEVEL : 6, modifiedAt: context.now ?? new Date() });
     let streamed = started;
-    const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [csv, zip], object, signal, () => {
+    const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [stage, zip], object, signal, () => {
       streamed = performance.now();
       // One snapshot serves the plan and the rows; a difference is a bug, and a wrong file must not be delivered.
-      if (csv.rows !== plan.rows || csv.files.join('/') !== plan.files.join('/')) {
-        throw new Error(`Exported ${csv.rows} rows in ${csv.files.length} files but planned ${plan.rows} in ${plan.files.length}`);
+      const expected = xlsx ? sheetNames : plan.files;
+      if (stage.rows !== plan.rows || files().join('/') !== expected.join('/')) {
+        throw new Error(`Exported ${stage.rows} rows in ${files().length} parts but planned ${plan.rows} in ${plan.files.length}`);
       }
     });
+    const truncatedCells = 'truncatedCells' in stage ? stage.truncatedCells : 0;
+    if (truncatedCells > 0) {
+      logger.warn({ truncatedCells }, `${truncatedCells} cells were longer than Excel's 32,767 characters and were cut, ending in …[truncated]`);
+    }
     const seconds = secondsSince(started);
     logger.info(
       {
         uri: stored.uri,
-        rows: csv.rows,
-        files: csv.files.length,
+        rows: stage.rows,
+        files: files().length,
         bytes: stored.bytes,
+        ...xlsxFields(truncatedCells),
         seconds,
         planSeconds,
         // Storing the object for good: the last upload request to Cloud Storage, a rename locally.
         commitSeconds: secondsSince(streamed),
-        rowsPerSecond: Math.round(csv.rows / Math.max(seconds, 0.001)),
+        rowsPerSecond: Math.round(stage.rows / Math.max(seconds, 0.001)),
       },
       'conversation export finished',
     );
@@ -183,9 +223,10 @@ export async function runConversationExport(
       requestId: request.requestId,
       kind: 'conversations',
       uri: stored.uri,
-      rows: csv.rows,
-      files: [...csv.files],
+      rows: stage.rows,
+      files: [...files()],
       bytes: stored.bytes,
+      ...xlsxFields(truncatedCells),
     };
     return { summary, stored, resolved, reused: false };
   });

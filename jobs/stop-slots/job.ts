@@ -8,8 +8,10 @@ import type { OutputTarget, StoredObject } from '../../sinks/output.js';
 import { withReadOnlySnapshot } from '../../sources/postgres-snapshot.js';
 import { resolveRange, type ResolvedRange } from '../resolve-range.js';
 import { InvalidRequestError } from '../errors.js';
+import { createZipStream, type ZipEntryChunk } from '../../sinks/zip.js';
+import { XLSX_CONTENT_TYPE } from '../../transforms/xlsx.js';
 import { queryStopSlots } from './query.js';
-import { stopSlotsCsv } from './report.js';
+import { stopSlotsCsv, stopSlotsXlsx, type StopSlotGroup } from './report.js';
 import type { StopSlotsRequest } from './request.js';
 
 /** One bot's stored report. */
@@ -26,6 +28,10 @@ export interface StopSlotsSummary {
   readonly requestId: string;
   readonly kind: 'stop-slots';
   readonly reports: readonly { readonly botId: string; readonly uri: string; readonly rows: number }[];
+  /** Only for XLSX (the CSV summary is unchanged): the format. */
+  readonly format?: 'xlsx';
+  /** Only for XLSX: cells cut at Excel's 32,767-character limit, over the workbooks written now. */
+  readonly truncatedCells?: number;
 }
 
 /** A finished stop-slots request. */
@@ -52,7 +58,28 @@ export interface StopSlotsContext {
  */
 export function stopSlotsFileName(resolved: ResolvedRange<StopSlotsRequest>, botId: string): string {
   const { request } = resolved;
-  return `stop-slots_merchant-${request.merchantId}_bot-${botId}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.csv`;
+  const extension = request.format === 'xlsx' ? 'xlsx' : 'csv';
+  return `stop-slots_merchant-${request.merchantId}_bot-${botId}_${resolved.fromLabel}_${resolved.toLabel}_${request.requestId}.${extension}`;
+}
+
+/** One bot's report as the stream to store, its content type and its counts. */
+function botReport(
+  groups: readonly StopSlotGroup[],
+  request: StopSlotsRequest,
+): { readonly stream: Readable; readonly stages: ReturnType<typeof createZipStream>[]; readonly contentType: string; readonly rows: number; readonly truncatedCells: number } {
+  if (request.format === 'xlsx') {
+    const workbook = stopSlotsXlsx(groups);
+    const chunks: ZipEntryChunk[] = workbook.entries.map(({ entry, data }) => ({ entry, data }));
+    return {
+      stream: Readable.from(chunks),
+      stages: [createZipStream({ level: 6 })],
+      contentType: XLSX_CONTENT_TYPE,
+      rows: workbook.rows,
+      truncatedCells: workbook.truncatedCells,
+    };
+  }
+  const csv = stopSlotsCsv(groups, request.csv);
+  return { stream: Readable.from([Buffer.from(csv.text, 'utf8')]), stages: [], contentType: 'text/csv; charset=utf-8', rows: csv.rows, truncatedCells: 0 };
 }
 
 /**
@@ -89,32 +116,37 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
     const querySeconds = secondsSince(started);
     const reports: StopSlotsBotReport[] = [];
     let rows = 0;
+    let truncatedCells = 0;
     context.onProgress?.({ rows, steps: { done: 0, total: selected.length } });
     for (const bot of selected) {
       signal.throwIfAborted();
       const botStarted = performance.now();
       const name = stopSlotsFileName(resolved, bot.id);
-      const csv = stopSlotsCsv(groups.get(bot.id) ?? [], request.csv);
+      const report = botReport(groups.get(bot.id) ?? [], request);
       const existing = await output.find(name);
       const stored =
         existing ??
         (await deliverStream(
-          Readable.from([Buffer.from(csv.text, 'utf8')]),
-          [],
+          report.stream,
+          report.stages,
           await output.open({
             name,
-            contentType: 'text/csv; charset=utf-8',
-            metadata: { requestId: request.requestId, kind: 'stop-slots', merchantId: request.merchantId, botId: bot.id, rows: String(csv.rows) },
+            contentType: report.contentType,
+            metadata: { requestId: request.requestId, kind: 'stop-slots', merchantId: request.merchantId, botId: bot.id, rows: String(report.rows) },
           }),
           signal,
         ));
+      if (existing === undefined && report.truncatedCells > 0) {
+        logger.warn({ botId: bot.id, truncatedCells: report.truncatedCells }, `${report.truncatedCells} cells were longer than Excel's 32,767 characters and were cut, ending in …[truncated]`);
+      }
+      truncatedCells += existing === undefined ? report.truncatedCells : 0;
       // A file stored by an earlier attempt keeps the count it was written with.
       const storedRows = Number(existing?.metadata?.rows);
-      const report = { botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : csv.rows, stored };
-      reports.push(report);
-      rows += report.rows;
+      const botReportStored = { botId: bot.id, botName: bot.name, rows: Number.isSafeInteger(storedRows) ? storedRows : report.rows, stored };
+      reports.push(botReportStored);
+      rows += botReportStored.rows;
       logger.info(
-        { botId: bot.id, uri: stored.uri, rows: report.rows, bytes: stored.bytes, seconds: secondsSince(botStarted), reused: existing !== undefined },
+        { botId: bot.id, uri: stored.uri, rows: botReportStored.rows, bytes: stored.bytes, seconds: secondsSince(botStarted), reused: existing !== undefined },
         'stop-slots bot report stored',
       );
       context.onProgress?.({ rows, steps: { done: reports.length, total: selected.length } });
@@ -134,6 +166,7 @@ export async function runStopSlotsReport(request: StopSlotsRequest, context: Sto
         requestId: request.requestId,
         kind: 'stop-slots',
         reports: reports.map((report) => ({ botId: report.botId, uri: report.stored.uri, rows: report.rows })),
+        ...(request.format === 'xlsx' ? { format: 'xlsx' as const, truncatedCells } : {}),
       },
       reports,
       timezone: resolved.timezone,

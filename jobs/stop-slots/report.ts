@@ -3,7 +3,17 @@
  * dialog's last bot message), ordered and written as CSV under the same rules as the
  * conversation export. No I/O here; the numbers come from `query.ts`.
  */
+import { ByteOutput } from '../../transforms/byte-output.js';
 import { formatCell, formatHeader, formatRecord, UTF8_BOM, type CsvCellOptions } from '../../transforms/csv.js';
+import {
+  XlsxRowWriter,
+  XlsxStyle,
+  xlsxPackageParts,
+  xlsxSheetEnd,
+  xlsxSheetEntry,
+  xlsxSheetNames,
+  xlsxSheetStart,
+} from '../../transforms/xlsx.js';
 
 /** The dialogs of one bot that stopped on one slot, or on no slot at all (`slotId` null). */
 export interface StopSlotGroup {
@@ -103,4 +113,59 @@ export function stopSlotsCsv(groups: readonly StopSlotGroup[], options: StopSlot
   );
   const text = (options.bom ? UTF8_BOM : '') + formatHeader(STOP_SLOTS_HEADERS) + records.join('');
   return { text, rows: records.length };
+}
+
+/** The sheet name of a stop-slots workbook. */
+export const STOP_SLOTS_SHEET_NAME = 'Stop slots';
+
+/** A written workbook: its zip entries in order, for the project's zip writer. */
+export interface StopSlotsXlsx {
+  readonly entries: readonly { readonly entry: string; readonly data: Buffer }[];
+  /** Data rows written, the header excluded. */
+  readonly rows: number;
+  /** Cells cut at Excel's 32,767-character limit. */
+  readonly truncatedCells: number;
+}
+
+/**
+ * One bot's report as an XLSX workbook of one sheet: the rows {@link stopSlotsCsv} writes, with
+ * `Slot ID` and `Dialogs` as numbers, `Share` as a number shown with two decimals, names and texts
+ * as text (never a formula, so no guard). No groups give the header only.
+ */
+export function stopSlotsXlsx(groups: readonly StopSlotGroup[]): StopSlotsXlsx {
+  const total = groups.reduce((sum, group) => sum + group.dialogs, 0);
+  const out = new ByteOutput(16 * 1024);
+  const writer = new XlsxRowWriter(out, STOP_SLOTS_HEADERS.length);
+  const widths = new Int32Array(STOP_SLOTS_HEADERS.length);
+  writer.measure = widths;
+  writer.startRow(1);
+  for (const [index, header] of STOP_SLOTS_HEADERS.entries()) writer.textString(index, header, XlsxStyle.header);
+  writer.endRow();
+  const ordered = orderStopSlotGroups(groups);
+  for (const [index, group] of ordered.entries()) {
+    if (!Number.isSafeInteger(group.dialogs) || group.dialogs < 0) {
+      throw new TypeError(`Expected \`dialogs\` to be a non-negative safe integer, got ${String(group.dialogs)}`);
+    }
+    // Widths from the header and the first rows, as for conversations.
+    if (index === 100) writer.measure = undefined;
+    writer.startRow(index + 2);
+    if (group.slotId !== null) {
+      const id = Buffer.from(group.slotId, 'utf8');
+      writer.integerOrText(0, id, 0, id.length);
+    }
+    writer.textString(1, group.slotId === null ? NO_SLOT_NAME : group.slotName);
+    writer.textString(2, group.slotId === null ? null : group.slotText);
+    const dialogs = Buffer.from(String(group.dialogs));
+    writer.number(3, dialogs, 0, dialogs.length);
+    const share = Buffer.from(formatShare(group.dialogs, total));
+    writer.number(4, share, 0, share.length, XlsxStyle.twoDecimals);
+    writer.endRow();
+  }
+  out.string(xlsxSheetEnd(STOP_SLOTS_HEADERS.length, ordered.length + 1));
+  const sheet = Buffer.concat([Buffer.from(xlsxSheetStart(Array.from(widths)), 'utf8'), ...out.take()]);
+  const entries = [
+    ...xlsxPackageParts(xlsxSheetNames(STOP_SLOTS_SHEET_NAME, 1)).map(({ entry, text }) => ({ entry, data: Buffer.from(text, 'utf8') })),
+    { entry: xlsxSheetEntry(0), data: sheet },
+  ];
+  return { entries, rows: ordered.length, truncatedCells: writer.truncatedCells };
 }
