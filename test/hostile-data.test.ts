@@ -14,10 +14,13 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { copyLine } from '../db/copy-text.js';
+import { runConversationExport, type ConversationExportSummary } from '../jobs/conversations/job.js';
+import { parseConversationRequest } from '../jobs/conversations/request.js';
 import { runStopSlotsReport } from '../jobs/stop-slots/job.js';
 import { parseStopSlotsRequest } from '../jobs/stop-slots/request.js';
 import { FileOutputTarget } from '../sinks/file.js';
 import { CONVERSATION_HEADERS } from '../transforms/conversation-row.js';
+import { XLSX_MAX_CELL_CHARS, XLSX_TRUNCATION_MARKER } from '../transforms/xlsx.js';
 import { CLI_PATH } from './support/cli.js';
 import { useTestDatabase } from './support/database.js';
 import { exportConversations, silentLogger, temporaryDirectory } from './support/export.js';
@@ -30,6 +33,7 @@ import {
   readWithCsvParse,
   readWithPython,
 } from './support/hostile.js';
+import { convertSheetsWithLibreOffice, readWithExceljs, readWithOpenpyxl, type ReadSheet, type TypedCell } from './support/xlsx-readers.js';
 
 const db = useTestDatabase();
 
@@ -614,4 +618,113 @@ describe('memory with megabyte bodies', () => {
     expect(live).toBeLessThan(ROWS / 3);
     expect(rss).toBeLessThan(ROWS / 2);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The same data as XLSX (issue 13): every text cell a string cell holding the source text (line
+// breaks as LF, no guard), read back by exceljs and openpyxl.
+
+const XLSX_NUMBERS = new Set(['Chat ID', 'Merchant ID', 'Contact ID', 'Agent ID']);
+const XLSX_DATES = new Set(['Chat Created At', 'Message Created At', 'Opened at', 'Picked up at', 'Closed at']);
+
+function typedConversationCell(header: string, text: string): TypedCell {
+  if (text === '') return null;
+  if (XLSX_NUMBERS.has(header)) return { type: 'number', text };
+  if (XLSX_DATES.has(header)) return { type: 'date', text };
+  if (header === 'Message Incoming') return { type: 'boolean', text };
+  return { type: 'string', text };
+}
+
+function typedRecord(message: Message): TypedCell[] {
+  return expectedRecord(message, false).map((text, index) => typedConversationCell(CONVERSATION_HEADERS[index]!, text));
+}
+
+async function exportXlsx(request: object): Promise<{ summary: ConversationExportSummary; path: string }> {
+  const directory = await temporaryDirectory();
+  const { summary } = await runConversationExport(parseConversationRequest({ ...request, format: 'xlsx' }), {
+    pool: db.pool,
+    output: new FileOutputTarget(directory),
+    signal: new AbortController().signal,
+    logger: silentLogger,
+  });
+  return { summary, path: fileURLToPath(summary.uri) };
+}
+
+/**
+ * A text as the XML holds it: Excel's `_xHHHH_` for characters XML 1.0 cannot hold, and `_x005F_`
+ * before a literal `_xHHHH_`. Excel and LibreOffice decode these; exceljs and openpyxl show them as
+ * written (README, XLSX).
+ */
+function excelEscaped(text: string): string {
+  return text
+    .replace(/_(?=x[0-9A-Fa-f]{4}_)/g, '_x005F_')
+    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (c) => `_x${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}_`);
+}
+
+function escapedCell(cell: TypedCell): TypedCell {
+  return cell === null || cell.type !== 'string' ? cell : { ...cell, text: excelEscaped(cell.text) };
+}
+
+function expectTypedRows(actual: readonly (readonly TypedCell[])[], expected: readonly (readonly TypedCell[])[]): void {
+  expect(actual.length).toBe(expected.length);
+  for (const [row, cells] of actual.entries()) {
+    expect(cells.length, `row ${row}`).toBe(expected[row]!.length);
+    for (const [column, cell] of cells.entries()) {
+      expect(cell, `row ${row}, ${CONVERSATION_HEADERS[column]}`).toEqual(expected[row]![column]);
+    }
+  }
+}
+
+describe('XLSX of hostile text', () => {
+  const readers: [string, (path: string) => Promise<ReadSheet[]>][] = [
+    ['exceljs', readWithExceljs],
+    ['openpyxl', readWithOpenpyxl],
+  ];
+
+  it('every cell of the catalogue reads back as the source text, typed, with no guard added', async () => {
+    const { summary, path } = await exportXlsx({ merchantId: CATALOGUE_MERCHANT, from: '2026-09-01', to: '2026-09-02', requestId: 'hostile-xlsx' });
+    expect(summary).toMatchObject({ rows: catalogue.length, format: 'xlsx', truncatedCells: 0, files: ['Conversations'] });
+    const header = CONVERSATION_HEADERS.map((name): TypedCell => ({ type: 'string', text: name }));
+    for (const [name, read] of readers) {
+      const [sheet, ...others] = await read(path);
+      expect(others, name).toEqual([]);
+      const [first, ...rows] = sheet!.rows;
+      expect(first, name).toEqual(header);
+      expectTypedRows(rows, catalogue.map((message) => typedRecord(message).map(escapedCell)));
+    }
+    // A spreadsheet program decodes the escapes: LibreOffice's CSV of the sheet is our CSV without the guard.
+    const libre = readWithCsvParse(
+      Buffer.from((await convertSheetsWithLibreOffice(path, ['Conversations'])).get('Conversations')!.toString('utf8').replace(/\n(?=(?:[^"]*"[^"]*")*[^"]*$)/g, '\r\n')),
+    );
+    const incoming = CONVERSATION_HEADERS.indexOf('Message Incoming');
+    expect(libre[0]).toEqual(CONVERSATION_HEADERS);
+    expectRecords(
+      libre.slice(1).map((cells) => cells.map((cell, index) => (index === incoming ? cell.toLowerCase() : cell))),
+      catalogue.map((message) => expectedRecord(message, false)),
+    );
+  }, 180_000);
+
+  it('megabyte bodies are cut at 32,767 characters with a marker, counted in the summary, never split inside a character', async () => {
+    const { summary, path } = await exportXlsx({ merchantId: BIG_MERCHANT, from: '2026-09-01', to: '2026-09-02', requestId: 'big-xlsx' });
+    const expected = big.map(typedRecord);
+    let cut = 0;
+    const limited = expected.map((cells) =>
+      cells.map((cell) => {
+        if (cell === null || cell.text.length <= XLSX_MAX_CELL_CHARS) return cell;
+        cut += 1;
+        let keep = XLSX_MAX_CELL_CHARS - XLSX_TRUNCATION_MARKER.length;
+        // A surrogate pair is never split: the cut falls before it.
+        if (/[\uD800-\uDBFF]/.test(cell.text[keep - 1]!)) keep -= 1;
+        return { ...cell, text: cell.text.slice(0, keep) + XLSX_TRUNCATION_MARKER };
+      }).map(escapedCell),
+    );
+    expect(cut).toBe(big.length);
+    expect(summary).toMatchObject({ rows: big.length, truncatedCells: cut });
+    for (const [, read] of readers) {
+      const [sheet] = await read(path);
+      const rows = sheet!.rows.slice(1);
+      for (const cells of rows) for (const cell of cells) expect((cell?.text.length ?? 0) <= XLSX_MAX_CELL_CHARS).toBe(true);
+      expectTypedRows(rows, limited);
+    }
+  }, 180_000);
 });
