@@ -202,6 +202,7 @@ export function buildProgram(logger: Logger, run: CommandRunner, line?: StatusLi
     .requiredOption('--to <date>', 'range end, exclusive: YYYY-MM-DD')
     .option('--merchant <id>', 'only this merchant (repeatable; default every merchant)', (value: string, previous: string[]) => [...previous, value], [])
     .requiredOption('--out <uri>', 'where the zips go: file://DIR or gs://BUCKET/PREFIX')
+    .option('--format <csv|xlsx>', 'csv: a zip per unit; xlsx: an Excel workbook (.xlsx) per unit', 'csv')
     .addOption(new Option('--concurrency <n>', 'units exported at once (= database connections)').argParser(positiveInteger('--concurrency')).default(1))
     .option('--task-index <i>', 'this task\'s index, from 0 (default: CLOUD_RUN_TASK_INDEX, else 0)')
     .option('--task-count <n>', 'number of tasks (default: CLOUD_RUN_TASK_COUNT, else 1)')

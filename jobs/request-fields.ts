@@ -165,7 +165,7 @@ export interface CommonRequestFields {
 }
 
 /** The field names {@link parseCommonFields} reads; a kind adds its own. */
-export const COMMON_FIELDS = ['kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'recipients', 'locale', 'requestedBy'] as const;
+export const COMMON_FIELDS = ['format', 'kind', 'requestId', 'merchantId', 'from', 'to', 'timezone', 'recipients', 'locale', 'requestedBy'] as const;
 
 /**
  * Parses the shared fields of a request of `kind` (the caller checked unknown fields). `from` must
@@ -221,8 +221,12 @@ export function boundText(bound: RangeBound): string {
   return bound.kind === 'date' ? bound.date : bound.iso;
 }
 
-/** One named part of what makes two requests the same: the field's name as a request spells it, and its normalised value. */
-export type IdentityPart = readonly [field: string, value: unknown];
+/**
+ * One named part of what makes two requests the same: the field's name as a request spells it, its
+ * normalised value, and optionally a value for which the part is left out of the identity text
+ * (a field added later, at its old behaviour, so stored identities stay valid).
+ */
+export type IdentityPart = readonly [field: string, value: unknown, omittedAt?: unknown];
 
 /** A range bound as it counts for identity: a date as written, an instant as the moment (UTC), whatever its offset. */
 export function identityBound(bound: RangeBound): string {
@@ -231,5 +235,32 @@ export function identityBound(bound: RangeBound): string {
 
 /** The identity string of a request's parts: their values in order (the names are only for telling which differ). */
 export function identityText(parts: readonly IdentityPart[]): string {
-  return JSON.stringify(parts.map(([, value]) => value));
+  const counted = parts.filter((part) => part.length < 3 || JSON.stringify(part[1]) !== JSON.stringify(part[2]));
+  return JSON.stringify(counted.map(([, value]) => value));
+}
+
+/** The output formats of every report kind. */
+export const EXPORT_FORMATS = ['csv', 'xlsx'] as const;
+
+/** An output format: `csv` (the default; conversation exports zipped) or `xlsx` (an Excel workbook). */
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+/**
+ * Parses the request's `format` (default `csv`).
+ * @throws InvalidRequestError naming `format` for anything but `"csv"` or `"xlsx"`.
+ */
+export function parseFormat(value: unknown): ExportFormat {
+  if (value === undefined) return 'csv';
+  if (typeof value !== 'string' || !(EXPORT_FORMATS as readonly string[]).includes(value)) {
+    throw new InvalidRequestError('format', `expected one of ${EXPORT_FORMATS.join(', ')}, got ${describe(value)}`);
+  }
+  return value as ExportFormat;
+}
+
+/**
+ * The identity part of a request's format. A CSV request's identity leaves it out, so requests
+ * stored before formats existed keep the identity (and coalescing hash) they were stored with.
+ */
+export function formatIdentityPart(format: ExportFormat): IdentityPart {
+  return ['format', format, 'csv'];
 }

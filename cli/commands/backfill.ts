@@ -3,6 +3,7 @@ import { createPool } from '../../db/connection.js';
 import { parseBackfillDate, planBackfillUnits, resolveShard, shardUnits } from '../../jobs/backfill/plan.js';
 import { describeUnit, runBackfill, type BackfillSummary } from '../../jobs/backfill/run.js';
 import { InvalidRequestError } from '../../jobs/errors.js';
+import { parseFormat, type ExportFormat } from '../../jobs/request-fields.js';
 import type { ProgressStarter } from '../../pipeline/progress.js';
 import { withLocalMetadata } from '../../sinks/file-metadata.js';
 import { checkOutputTarget, outputTargetFor } from '../../sinks/targets.js';
@@ -14,10 +15,21 @@ export interface BackfillFlags {
   readonly merchant: string[];
   readonly out: string;
   readonly concurrency: number;
+  /** `csv` or `xlsx` (default csv). */
+  readonly format?: string;
   readonly taskIndex?: string;
   readonly taskCount?: string;
   /** False with `--no-progress`. */
   readonly progress: boolean;
+}
+
+function parseFormatFlag(value: string | undefined): ExportFormat {
+  try {
+    return parseFormat(value);
+  } catch (error) {
+    if (error instanceof InvalidRequestError) throw new InvalidRequestError('--format', `expected csv or xlsx, got ${JSON.stringify(value)}`);
+    throw error;
+  }
 }
 
 /** What a backfill task printed and how it should exit. */
@@ -44,6 +56,7 @@ export async function backfill(
   const from = parseBackfillDate('--from', flags.from);
   const to = parseBackfillDate('--to', flags.to);
   if (from >= to) throw new InvalidRequestError('--from', `${from} is not before --to ${to}`);
+  const format = parseFormatFlag(flags.format);
   if (flags.concurrency < 1) throw new InvalidRequestError('--concurrency', `expected at least 1, got ${flags.concurrency}`);
   // Validated before the database is touched, so a bad flag exits 2 with nothing done.
   planBackfillUnits(flags.merchant, from, to);
@@ -81,7 +94,7 @@ export async function backfill(
       },
       'backfill started',
     );
-    const result = await runBackfill(units, { pool, output, signal, logger, concurrency: flags.concurrency, progress });
+    const result = await runBackfill(units, { pool, output, signal, logger, concurrency: flags.concurrency, progress, format });
     return {
       summary: result.summary,
       failures: result.failures.map(({ unit, error }) => `${unit.requestId} (${describeUnit(unit)}): ${error.message}`),

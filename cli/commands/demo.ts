@@ -196,7 +196,8 @@ export async function runDemo(
     const handed: HandedOver[] = [];
     print(`[3/4] Conversation export: merchant ${flags.merchant}, ${range}, for ${recipients.join(', ')}\n`);
     conversations = await exportConversations({ ...flags, email: recipients }, logger, signal, () => handOver(mail.deps, handed), progress, database);
-    print(`      ${count(conversations.rows)} rows in ${conversations.files.join(', ')}, zipped: ${shownUri(conversations.uri)} (${formatBytes(conversations.bytes, 'en-US')})\n`);
+    const packaging = conversations.format === 'xlsx' ? `sheets of one workbook (not zipped, it is one already)` : 'zipped';
+    print(`      ${count(conversations.rows)} rows in ${conversations.files.join(', ')}, ${packaging}: ${shownUri(conversations.uri)} (${formatBytes(conversations.bytes, 'en-US')})\n`);
     print(`${sentLine(handed)}\n`);
     signal.throwIfAborted();
 
@@ -210,6 +211,7 @@ export async function runDemo(
         ...(flags.timezone === undefined ? {} : { timezone: flags.timezone }),
         bot: [],
         out: flags.out,
+        format: flags.format,
         bom: flags.bom,
         formulaGuard: flags.formulaGuard,
         email: recipients,

@@ -19,6 +19,7 @@ export interface ConversationFlags {
   readonly status: string[];
   readonly out: string;
   readonly rowsPerFile: string;
+  readonly format: string;
   readonly bom: boolean;
   readonly formulaGuard: boolean;
   readonly requestId?: string;
@@ -43,7 +44,8 @@ export function conversationOptions(command: Command, defaults: Partial<Record<'
     .option('--alias <alias>', 'only chats with this alias (repeatable)', collect, [])
     .option('--status <status>', 'only chats in this status: OPENED, PICKED_UP, CLOSED (repeatable; CLOSED must be among them)', collect, [])
     .option('--out <uri>', 'where the zip goes: file://DIR or gs://BUCKET/PREFIX', 'file://./exports')
-    .option('--rows-per-file <n>', 'data rows per CSV file inside the zip', String(DEFAULT_ROWS_PER_FILE))
+    .option('--format <csv|xlsx>', 'csv: CSV files in a zip; xlsx: one Excel workbook (.xlsx, not zipped), typed cells', 'csv')
+    .option('--rows-per-file <n>', 'data rows per CSV file inside the zip (per sheet with --format xlsx)', String(DEFAULT_ROWS_PER_FILE))
     .option('--no-bom', 'do not start the CSV files with a UTF-8 byte order mark')
     .option('--no-formula-guard', "do not prefix ' to free-text cells starting with = + - @ TAB CR LF")
     .option('--request-id <id>', 'request id (default: a new UUID)')
@@ -57,6 +59,7 @@ export function requestFromFlags(flags: ConversationFlags): unknown {
   const rowsPerFile = /^\d+$/.test(flags.rowsPerFile) ? Number(flags.rowsPerFile) : flags.rowsPerFile;
   return {
     kind: 'conversations',
+    format: flags.format,
     ...(flags.requestId === undefined ? {} : { requestId: flags.requestId }),
     merchantId: flags.merchant,
     from: flags.from,

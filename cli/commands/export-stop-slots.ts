@@ -15,6 +15,7 @@ export interface StopSlotsFlags {
   readonly timezone?: string;
   readonly bot: string[];
   readonly out: string;
+  readonly format: string;
   readonly bom: boolean;
   readonly formulaGuard: boolean;
   readonly requestId?: string;
@@ -34,6 +35,7 @@ export function stopSlotsOptions(command: Command): Command {
     .option('--timezone <iana>', "time zone of the dates (default: the merchant's)")
     .option('--bot <id>', 'report on this bot (repeatable; default every bot of the merchant)', collect, [])
     .option('--out <uri>', 'where the CSV files go: file://DIR or gs://BUCKET/PREFIX', 'file://./exports')
+    .option('--format <csv|xlsx>', "csv: one CSV per bot; xlsx: one Excel workbook (.xlsx) per bot, typed cells", 'csv')
     .option('--no-bom', 'do not start the CSV files with a UTF-8 byte order mark')
     .option('--no-formula-guard', "do not prefix ' to free-text cells starting with = + - @ TAB CR LF")
     .option('--request-id <id>', 'request id (default: a new UUID)')
@@ -60,6 +62,7 @@ export async function exportStopSlots(
   const parse = (): StopSlotsRequest =>
     parseStopSlotsRequest({
       kind: 'stop-slots',
+      format: flags.format,
       ...(flags.requestId === undefined ? {} : { requestId: flags.requestId }),
       merchantId: flags.merchant,
       from: flags.from,

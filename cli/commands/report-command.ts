@@ -30,6 +30,7 @@ export const COMMON_FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   timezone: '--timezone',
   recipients: '--email',
   locale: '--locale',
+  format: '--format',
 };
 
 /**

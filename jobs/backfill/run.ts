@@ -5,6 +5,7 @@ import { progressStarter, withProgress, type ProgressStarter } from '../../pipel
 import type { OutputTarget } from '../../sinks/output.js';
 import { runConversationExport } from '../conversations/job.js';
 import { parseConversationRequest } from '../conversations/request.js';
+import type { ExportFormat } from '../request-fields.js';
 import { isAbortError } from '../errors.js';
 import type { BackfillUnit } from './plan.js';
 
@@ -42,6 +43,8 @@ export interface BackfillContext {
   readonly concurrency: number;
   /** Shows the backfill's progress (a bar, or JSON lines); default: only a JSON line per unit. */
   readonly progress?: ProgressStarter;
+  /** Every unit's format (default csv: a zip per unit; xlsx: a workbook per unit, found again by its own name). */
+  readonly format?: ExportFormat;
 }
 
 /** The outcome of {@link runBackfill}. */
@@ -98,6 +101,7 @@ export async function runBackfill(units: readonly BackfillUnit[], context: Backf
     try {
       const request = parseConversationRequest({
         kind: 'conversations',
+        format: context.format ?? 'csv',
         requestId: unit.requestId,
         merchantId: unit.merchantId,
         from: unit.from,

@@ -13,6 +13,9 @@ import {
   identityText,
   type CommonRequestFields,
   type IdentityPart,
+  parseFormat,
+  formatIdentityPart,
+  type ExportFormat,
 } from '../request-fields.js';
 
 export type { RangeBound, RequestedBy } from '../request-fields.js';
@@ -47,6 +50,7 @@ export interface CsvFileOptions {
 
 /** A validated conversation export request, before it is resolved against the database. */
 export interface ConversationRequest extends CommonRequestFields {
+  readonly format: ExportFormat;
   readonly kind: 'conversations';
   readonly filters: ConversationFilters;
   readonly csv: CsvFileOptions;
@@ -106,6 +110,7 @@ export function parseConversationRequest(input: unknown): ConversationRequest {
     ...common,
     kind: 'conversations',
     filters,
+    format: parseFormat(input.format),
     csv: {
       bom: parseBoolean('csv.bom', rawCsv.bom, true),
       formulaGuard: parseBoolean('csv.formulaGuard', rawCsv.formulaGuard, true),
@@ -124,6 +129,7 @@ export function conversationIdentityParts(request: ConversationRequest): Identit
   const sorted = (values: readonly string[]): string[] => [...values].sort();
   return [
     ['kind', request.kind],
+    formatIdentityPart(request.format),
     ['merchantId', request.merchantId],
     ['from', identityBound(request.from)],
     ['to', identityBound(request.to)],

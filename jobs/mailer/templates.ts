@@ -50,6 +50,9 @@ interface Words {
   readonly none: string;
   readonly rows: string;
   readonly size: string;
+  /** The `Format` line's label and its values: a zip of CSV files, one CSV file, an Excel workbook. */
+  readonly format: string;
+  readonly formats: { readonly zippedCsv: string; readonly csv: string; readonly xlsx: string };
   readonly requestId: string;
   readonly footer: (brand: string) => string;
 }
@@ -70,6 +73,8 @@ const WORDS: Readonly<Record<Locale, Words>> = {
     none: 'none',
     rows: 'Rows',
     size: 'File size',
+    format: 'Format',
+    formats: { zippedCsv: 'CSV (zipped)', csv: 'CSV', xlsx: 'Excel workbook (.xlsx)' },
     requestId: 'Request ID',
     footer: (brand) => `This is an automatic message from ${brand}. Please do not reply to it.`,
   },
@@ -88,6 +93,8 @@ const WORDS: Readonly<Record<Locale, Words>> = {
     none: 'ninguno',
     rows: 'Filas',
     size: 'Tamaño del archivo',
+    format: 'Formato',
+    formats: { zippedCsv: 'CSV (comprimido en zip)', csv: 'CSV', xlsx: 'Libro de Excel (.xlsx)' },
     requestId: 'ID de la solicitud',
     footer: (brand) => `Este es un mensaje automático enviado por ${brand}. Por favor, no lo respondas.`,
   },
@@ -106,6 +113,8 @@ const WORDS: Readonly<Record<Locale, Words>> = {
     none: 'nenhum',
     rows: 'Linhas',
     size: 'Tamanho do arquivo',
+    format: 'Formato',
+    formats: { zippedCsv: 'CSV (compactado em zip)', csv: 'CSV', xlsx: 'Pasta de trabalho do Excel (.xlsx)' },
     requestId: 'ID da solicitação',
     footer: (brand) => `Esta é uma mensagem automática enviada por ${brand}. Por favor, não responda.`,
   },
@@ -244,11 +253,21 @@ function oneLine(name: string, value: unknown): string {
 }
 
 /**
+ * What the announced file is, from its name: a workbook (`.xlsx`), a zip of CSV files (`.zip`) or
+ * one CSV file. The name is what the recipient downloads, so it cannot disagree with the e-mail.
+ */
+export function announcementFormat(announcement: Pick<ReadyAnnouncement, 'object'>): 'xlsx' | 'zippedCsv' | 'csv' {
+  const name = announcement.object.toLowerCase();
+  if (name.endsWith('.xlsx')) return 'xlsx';
+  return name.endsWith('.zip') ? 'zippedCsv' : 'csv';
+}
+
+/**
  * Renders the e-mail that hands one recipient the download link of a ready export, in the
  * announcement's locale (en, es, pt): subject, plain text and HTML with the same content. The body
  * gives the link, when it expires (date and time in `timeZone`, named with its UTC offset), the
  * report kind, merchant, date range with its zone, the filters used (or none), the row count, the
- * file size (decimal units) and the request id. The HTML escapes every value it interpolates.
+ * file size (decimal units), the format (CSV zipped, CSV, or Excel workbook) and the request id. The HTML escapes every value it interpolates.
  *
  * The subject is `options.subject` if set, else `<brand> Exporting messages` in the locale, and a
  * kind's template may build on it (see {@link KIND_TEMPLATES}).
@@ -290,6 +309,7 @@ export function renderDownloadEmail(
     { label: words.filters, value: usedFilters.length === 0 ? words.none : usedFilters.join('; ') },
     { label: words.rows, value: new Intl.NumberFormat(words.tag).format(announcement.rows) },
     { label: words.size, value: formatBytes(announcement.bytes, words.tag) },
+    { label: words.format, value: words.formats[announcementFormat(announcement)] },
     ...(kind?.details?.(context) ?? []),
     { label: words.requestId, value: announcement.requestId },
   ];

@@ -12,10 +12,14 @@ import {
   identityText,
   type CommonRequestFields,
   type IdentityPart,
+  parseFormat,
+  formatIdentityPart,
+  type ExportFormat,
 } from '../request-fields.js';
 
 /** A validated stop-slots report request. */
 export interface StopSlotsRequest extends CommonRequestFields {
+  readonly format: ExportFormat;
   readonly kind: 'stop-slots';
   /** The bots to report on; empty means every bot of the merchant. */
   readonly botIds: readonly string[];
@@ -42,6 +46,7 @@ export function parseStopSlotsRequest(input: unknown): StopSlotsRequest {
     ...common,
     recipients,
     kind: 'stop-slots',
+    format: parseFormat(input.format),
     botIds: parseList('botIds', input.botIds, parseId),
     csv: {
       bom: parseBoolean('csv.bom', rawCsv.bom, true),
@@ -54,6 +59,7 @@ export function parseStopSlotsRequest(input: unknown): StopSlotsRequest {
 export function stopSlotsIdentityParts(request: StopSlotsRequest): IdentityPart[] {
   return [
     ['kind', request.kind],
+    formatIdentityPart(request.format),
     ['merchantId', request.merchantId],
     ['from', identityBound(request.from)],
     ['to', identityBound(request.to)],
