@@ -78,7 +78,7 @@ async function copyBaseline(url: string): Promise<ChildResult> {
 }
 
 /** The export as `export conversations --out OUT` runs it: the same request parsing, output target and report. */
-async function exportConversations(url: string, out: string): Promise<ChildResult> {
+async function exportConversations(url: string, out: string, format: string): Promise<ChildResult> {
   const [{ default: pino }, { createPool }, { parseConversationRequest }, { runReport }, { outputTargetFor }] = await Promise.all([
     import('pino'),
     import('../db/connection.js'),
@@ -89,7 +89,7 @@ async function exportConversations(url: string, out: string): Promise<ChildResul
   const pool = createPool(url, { applicationName: 'audit-export-bench' });
   try {
     const started = performance.now();
-    const { reports } = await runReport(parseConversationRequest(EXPORT_REQUEST), {
+    const { reports } = await runReport(parseConversationRequest({ ...EXPORT_REQUEST, format }), {
       pool,
       output: outputTargetFor(out),
       signal: new AbortController().signal,
@@ -111,13 +111,13 @@ async function exportConversations(url: string, out: string): Promise<ChildResul
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const [mode, url, out] = argv;
+  const [mode, url, out, format = 'csv'] = argv;
   if (mode === 'copy' && url !== undefined) {
     console.log(JSON.stringify(await copyBaseline(url)));
   } else if (mode === 'export' && url !== undefined && out !== undefined) {
-    console.log(JSON.stringify(await exportConversations(url, out)));
+    console.log(JSON.stringify(await exportConversations(url, out, format)));
   } else {
-    throw new TypeError(`Expected "copy URL" or "export URL OUT", got ${JSON.stringify(argv)}`);
+    throw new TypeError(`Expected "copy URL" or "export URL OUT", got ${JSON.stringify(argv)} (export takes an optional FORMAT)`);
   }
 }
 

@@ -26,7 +26,7 @@ export interface RunFigures {
 }
 
 /** The modes, in the order each round runs them (A B C ... A B C ...). */
-export const MODES = ['copy', 'psql', 'export', 'cli', 'cli-plain', 'gcs', 'mailer'] as const;
+export const MODES = ['copy', 'psql', 'export', 'xlsx', 'cli', 'cli-plain', 'gcs', 'mailer'] as const;
 export type Mode = (typeof MODES)[number];
 
 /** How each mode is named in the tables. */
@@ -34,6 +34,7 @@ export const MODE_LABELS: Readonly<Record<Mode, string>> = {
   copy: 'COPY csv -> Node deflate 6 (baseline)',
   psql: '`psql \\copy ... \\| zip -6`',
   export: '`export conversations` -> local zip',
+  xlsx: '`export conversations --format xlsx` -> local .xlsx',
   cli: '`node --max-semi-space-size=2 dist/cli/main.js export conversations` -> local zip (whole CLI: the shebang, `npm start`, the container)',
   'cli-plain': '`node dist/cli/main.js export conversations` -> local zip (whole CLI, no V8 flags)',
   gcs: '`export conversations` -> gs:// (test server)',

@@ -257,7 +257,8 @@ export function appendConversationRecord(out: ByteOutput, row: CopyTextRow, opti
 
 function xlsxTextValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
   if (!row.escaped(c)) {
-    w.text(cell, row.src, row.starts[c]!, row.ends[c]!);
+    // Unescaped COPY text holds no raw CR or LF: the row's scan says whether XML needs escapes.
+    w.text(cell, row.src, row.starts[c]!, row.ends[c]!, 0, row.xmlPlain(c));
   } else if (!row.isNull(c)) {
     const length = row.unescapeInto(c);
     w.text(cell, row.decoded, 0, length);

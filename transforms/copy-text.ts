@@ -99,11 +99,16 @@ const UPPER_N = 0x4e;
 const ROW_BYTE_TAB = 0x80;
 const ROW_BYTE_BACKSLASH = 0x40;
 const ROW_BYTE_NON_ASCII = 0x20;
+/** Bytes XML text content cannot hold as they are (see transforms/xlsx.ts): & < > _ C0 controls, and 0xEF (U+FFFE/U+FFFF). */
+const ROW_BYTE_XML = 0x08;
 const ROW_BYTE_FLAGS: Uint8Array = (() => {
   const flags = CSV_BYTE_FLAGS.slice();
+  for (let code = 0; code < 0x20; code++) flags[code]! |= ROW_BYTE_XML;
+  for (const code of [0x26, 0x3c, 0x3e, 0x5f]) flags[code]! |= ROW_BYTE_XML;
   flags[TAB] = ROW_BYTE_TAB;
   flags[BACKSLASH] = ROW_BYTE_BACKSLASH;
   flags.fill(ROW_BYTE_NON_ASCII, 0x80);
+  flags[0xef] = ROW_BYTE_NON_ASCII | ROW_BYTE_XML;
   return flags;
 })();
 
@@ -241,6 +246,14 @@ export class CopyTextRow {
   /** The CSV bits (see `scanCsvValue` in transforms/csv.ts) of value `c`'s raw bytes: its own when not {@link escaped}. */
   csvFlags(c: number): number {
     return this.flags[c]! & CSV_BITS;
+  }
+
+  /**
+   * True when value `c`, not {@link escaped}, is XML text content as it is (no `&`, `<`, `>`, `_`,
+   * control character or U+FFFE/U+FFFF lead byte), so the XLSX writer copies it without a scan.
+   */
+  xmlPlain(c: number): boolean {
+    return (this.flags[c]! & (ROW_BYTE_XML | ROW_BYTE_BACKSLASH)) === 0;
   }
 
   /** True when value `c` is ASCII without escapes: its bytes are its characters, one each. */

@@ -206,6 +206,17 @@ export function xlsxColumnName(index: number): string {
   return name;
 }
 
+const ROW_START = Buffer.from('<row r="');
+const TAG_END = Buffer.from('">');
+const ROW_END = Buffer.from('</row>');
+const INLINE_START = Buffer.from(' t="inlineStr"><is><t>');
+const INLINE_START_PRESERVE = Buffer.from(' t="inlineStr"><is><t xml:space="preserve">');
+const INLINE_END = Buffer.from('</t></is></c>');
+const VALUE_START = Buffer.from('><v>');
+const VALUE_END = Buffer.from('</v></c>');
+const BOOLEAN_TRUE = Buffer.from(' t="b"><v>1</v></c>');
+const BOOLEAN_FALSE = Buffer.from(' t="b"><v>0</v></c>');
+
 /**
  * Writes the cells of one row: the cell references (`A7`, `B7`, ...) come from the column letters
  * and the row number, which is written once per row, not per cell.
@@ -214,6 +225,7 @@ export class XlsxRowWriter {
   readonly #letters: Buffer[];
   readonly #rowDigits = Buffer.alloc(8);
   #rowDigitsLength = 0;
+  readonly #dates: ({ src: Buffer; serial: Buffer; length: number } | undefined)[] = [];
   /** Cells cut at the limit so far, over every row this writer wrote. */
   truncatedCells = 0;
   /**
@@ -238,31 +250,33 @@ export class XlsxRowWriter {
     for (let n = rowNumber; n > 0; n = Math.floor(n / 10)) length += 1;
     for (let n = rowNumber, i = length - 1; i >= 0; n = Math.floor(n / 10), i--) this.#rowDigits[i] = 0x30 + (n % 10);
     this.#rowDigitsLength = length;
-    this.#ascii('<row r="');
+    this.#fragment(ROW_START);
     this.out.bytes(this.#rowDigits, 0, length);
-    this.#ascii('">');
+    this.#fragment(TAG_END);
   }
 
   /** Ends the row started last. */
   endRow(): void {
-    this.#ascii('</row>');
+    this.#fragment(ROW_END);
   }
 
   /**
    * A string cell of `src[start..end)`, wrapped when it holds a line break, with `xml:space` kept
    * when it starts or ends with white space. Empty text writes no cell (as the CSV's empty field).
+   * @param plain the caller knows the text holds nothing XML must escape and no CR or LF.
    */
-  text(column: number, src: Uint8Array, start: number, end: number, style: number = XlsxStyle.default): void {
+  text(column: number, src: Uint8Array, start: number, end: number, style: number = XlsxStyle.default, plain = false): void {
     if (start >= end) return;
     if (this.measure !== undefined) this.#widen(column, xlsxDisplayWidth(src, start, end));
-    const flags = scanXmlText(src, start, end);
+    // `plain`: the caller's own scan found nothing to escape and no line break (COPY rows do).
+    const flags = plain ? 0 : scanXmlText(src, start, end);
     this.#cellStart(column, (flags & LF_BIT) !== 0 && style === XlsxStyle.default ? XlsxStyle.wrapped : style);
     const first = src[start]!;
     const last = src[end - 1]!;
     const space = first === 0x20 || first === 0x09 || first === LF || first === CR || last === 0x20 || last === 0x09 || last === LF || last === CR;
-    this.#ascii(space ? ' t="inlineStr"><is><t xml:space="preserve">' : ' t="inlineStr"><is><t>');
+    this.#fragment(space ? INLINE_START_PRESERVE : INLINE_START);
     if (appendXmlText(this.out, src, start, end, flags, XLSX_MAX_CELL_CHARS)) this.truncatedCells += 1;
-    this.#ascii('</t></is></c>');
+    this.#fragment(INLINE_END);
   }
 
   /** {@link text} of a string. */
@@ -279,9 +293,9 @@ export class XlsxRowWriter {
   number(column: number, src: Uint8Array, start: number, end: number, style: number = XlsxStyle.default): void {
     if (this.measure !== undefined) this.#widen(column, end - start);
     this.#cellStart(column, style);
-    this.#ascii('><v>');
+    this.#fragment(VALUE_START);
     this.out.bytes(src as Buffer, start, end);
-    this.#ascii('</v></c>');
+    this.#fragment(VALUE_END);
   }
 
   /** An integer cell when the text is an integer a double holds exactly, else a string cell of it. */
@@ -295,7 +309,7 @@ export class XlsxRowWriter {
   boolean(column: number, value: boolean): void {
     if (this.measure !== undefined) this.#widen(column, value ? 4 : 5);
     this.#cellStart(column, XlsxStyle.default);
-    this.#ascii(value ? ' t="b"><v>1</v></c>' : ' t="b"><v>0</v></c>');
+    this.#fragment(value ? BOOLEAN_TRUE : BOOLEAN_FALSE);
   }
 
   /**
@@ -305,13 +319,26 @@ export class XlsxRowWriter {
    * by its 1900 leap day, or after 9999-12-31).
    */
   dateTime(column: number, src: Uint8Array, start: number): boolean {
-    const serial = excelSerialParts(src, start);
-    if (serial === undefined) return false;
+    // A chat's own timestamps repeat on every row of the chat: the last value of each column is
+    // kept with its serial, so most cells are a compare and a copy.
+    let cached = this.#dates[column];
+    if (cached === undefined) {
+      cached = { src: Buffer.alloc(19), serial: Buffer.alloc(32), length: -1 };
+      this.#dates[column] = cached;
+    }
+    let same = cached.length >= 0;
+    for (let i = 0; same && i < 19; i++) same = cached.src[i] === src[start + i];
+    if (!same) {
+      const serial = excelSerialParts(src, start);
+      if (serial === undefined) return false;
+      cached.src.set(src.subarray(start, start + 19));
+      cached.length = writeSerial(cached.serial, serial.days, serial.seconds);
+    }
     if (this.measure !== undefined) this.#widen(column, 19);
     this.#cellStart(column, XlsxStyle.dateTime);
-    this.#ascii('><v>');
-    appendSerial(this.out, serial.days, serial.seconds);
-    this.#ascii('</v></c>');
+    this.#fragment(VALUE_START);
+    this.out.bytes(cached.serial, 0, cached.length);
+    this.#fragment(VALUE_END);
     return true;
   }
 
@@ -322,12 +349,12 @@ export class XlsxRowWriter {
   startText(column: number, width: number): void {
     if (this.measure !== undefined) this.#widen(column, width);
     this.#cellStart(column, XlsxStyle.default);
-    this.#ascii(' t="inlineStr"><is><t>');
+    this.#fragment(INLINE_START);
   }
 
   /** Ends the cell {@link startText} started. */
   endText(): void {
-    this.#ascii('</t></is></c>');
+    this.#fragment(INLINE_END);
   }
 
   #widen(column: number, chars: number): void {
@@ -335,23 +362,28 @@ export class XlsxRowWriter {
     if (chars > measure[column]!) measure[column] = chars;
   }
 
-  /** Writes `<c r="REF"` with a style when not the default; the caller closes the tag. */
+  /**
+   * Writes `<c r="REF"` and a style when not the default; the caller closes the tag. The reference
+   * is optional after a cell of the previous column, but exceljs reads cells without one wrongly.
+   */
   #cellStart(column: number, style: number): void {
     const out = this.out;
-    const letters = this.#letters[column]!;
     out.ensure(24);
     const buf = out.buf;
     let pos = out.pos;
-    // <c r="
-    buf[pos++] = 0x3c;
-    buf[pos++] = 0x63;
-    buf[pos++] = 0x20;
-    buf[pos++] = 0x72;
-    buf[pos++] = 0x3d;
-    buf[pos++] = 0x22;
-    for (let i = 0; i < letters.length; i++) buf[pos++] = letters[i]!;
-    for (let i = 0; i < this.#rowDigitsLength; i++) buf[pos++] = this.#rowDigits[i]!;
-    buf[pos++] = 0x22;
+    buf[pos++] = 0x3c; // <
+    buf[pos++] = 0x63; // c
+    {
+      const letters = this.#letters[column]!;
+      // r="
+      buf[pos++] = 0x20;
+      buf[pos++] = 0x72;
+      buf[pos++] = 0x3d;
+      buf[pos++] = 0x22;
+      for (let i = 0; i < letters.length; i++) buf[pos++] = letters[i]!;
+      for (let i = 0; i < this.#rowDigitsLength; i++) buf[pos++] = this.#rowDigits[i]!;
+      buf[pos++] = 0x22;
+    }
     if (style !== 0) {
       // s="N", N a single digit
       buf[pos++] = 0x20;
@@ -364,16 +396,10 @@ export class XlsxRowWriter {
     out.pos = pos;
   }
 
-  #ascii(text: string): void {
-    const out = this.out;
-    out.ensure(text.length);
-    const buf = out.buf;
-    let pos = out.pos;
-    for (let i = 0; i < text.length; i++) buf[pos++] = text.charCodeAt(i);
-    out.pos = pos;
+  #fragment(bytes: Buffer): void {
+    this.out.bytes(bytes, 0, bytes.length);
   }
 }
-
 const MAX_EXACT_DIGITS = Buffer.from('9007199254740992'); // 2^53: every integer up to it is a double exactly
 
 /**
@@ -458,10 +484,13 @@ const SERIAL_FRACTION_DIGITS = 10;
  * every reader rounds it back to the exact second), without a string per cell.
  */
 export function appendSerial(out: ByteOutput, days: number, seconds: number): void {
-  const fraction = Math.round((seconds * 10 ** SERIAL_FRACTION_DIGITS) / 86_400);
   out.ensure(24);
-  const buf = out.buf;
-  let pos = out.pos;
+  out.pos = writeSerial(out.buf, days, seconds, out.pos);
+}
+
+/** Writes {@link appendSerial}'s text into `buf` from `pos`; returns the position after it. */
+function writeSerial(buf: Uint8Array, days: number, seconds: number, pos = 0): number {
+  const fraction = Math.round((seconds * 10 ** SERIAL_FRACTION_DIGITS) / 86_400);
   let length = 0;
   for (let n = days; n > 0 || length === 0; n = Math.floor(n / 10)) length += 1;
   for (let n = days, i = length - 1; i >= 0; n = Math.floor(n / 10), i--) buf[pos + i] = 0x30 + (n % 10);
@@ -480,7 +509,7 @@ export function appendSerial(out: ByteOutput, days: number, seconds: number): vo
     }
     pos += digits;
   }
-  out.pos = pos;
+  return pos;
 }
 
 /** A sheet's name and its file inside the package. */
