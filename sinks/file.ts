@@ -214,6 +214,10 @@ export class FileOutputTarget implements OutputTarget {
     const temporaryPath = join(this.directory, `.${name}.${randomBytes(6).toString('hex')}.partial`);
     // `flush` fsyncs before close, so a committed file survives a crash of the machine.
     const stream = createWriteStream(temporaryPath, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 });
+    // A write still in flight when the stream is destroyed completes with ERR_STREAM_DESTROYED:
+    // unheard, that is an uncaught exception and the stream never emits 'close', so discard would
+    // never return. Errors still reach the pipeline (its own listener) and commit (`finished`).
+    stream.on('error', () => {});
     // Created before anything can discard it, so that discarding always finds the file to remove.
     await once(stream, 'open');
     let settled = false;

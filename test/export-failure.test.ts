@@ -13,7 +13,7 @@ const db = useTestDatabase();
 const MERCHANT = 9;
 beforeAll(() => loadVolume(db.pool, MERCHANT, 400, 50), 120_000);
 
-const request = () => parseConversationRequest({ merchantId: MERCHANT, from: '2026-09-01', to: '2026-10-01' });
+const request = (format: 'csv' | 'xlsx' = 'csv') => parseConversationRequest({ merchantId: MERCHANT, from: '2026-09-01', to: '2026-10-01', format });
 
 /** Wraps a target so that `onChunk` sees every chunk the sink receives, with the count so far. */
 function observedTarget(inner: OutputTarget, onChunk: (count: number) => void): OutputTarget {
@@ -67,14 +67,14 @@ async function expectDatabaseHealthy(): Promise<void> {
   expect(copies).toBe(0);
 }
 
-describe('a failing or aborted export', () => {
+describe.each(['csv', 'xlsx'] as const)('a failing or aborted export (%s)', (format) => {
   it('leaves no file when the sink fails mid-stream, and the database stays usable', async () => {
     const directory = await temporaryDirectory();
     const target = observedTarget(new FileOutputTarget(directory), (count) => {
       if (count === 3) throw new Error('disk on fire');
     });
     await expect(
-      runConversationExport(request(), { pool: db.pool, output: target, signal: new AbortController().signal, logger: silentLogger }),
+      runConversationExport(request(format), { pool: db.pool, output: target, signal: new AbortController().signal, logger: silentLogger }),
     ).rejects.toThrow('disk on fire');
     expect(await listFiles(directory)).toEqual([]);
     await expectDatabaseHealthy();
@@ -86,7 +86,7 @@ describe('a failing or aborted export', () => {
     const target = observedTarget(new FileOutputTarget(directory), (count) => {
       if (count === 2) controller.abort();
     });
-    const error = await runConversationExport(request(), {
+    const error = await runConversationExport(request(format), {
       pool: db.pool,
       output: target,
       signal: controller.signal,
@@ -99,7 +99,7 @@ describe('a failing or aborted export', () => {
 
   it('still exports completely after those failures', async () => {
     const directory = await temporaryDirectory();
-    const { summary } = await runConversationExport(request(), {
+    const { summary } = await runConversationExport(request(format), {
       pool: db.pool,
       output: new FileOutputTarget(directory),
       signal: new AbortController().signal,
@@ -107,8 +107,11 @@ describe('a failing or aborted export', () => {
     });
     expect(summary.rows).toBe(400 * 50);
     expect(await listFiles(directory)).toEqual([summary.uri.split('/').pop()]);
+    expect(summary.uri.endsWith(`.${format === 'csv' ? 'zip' : 'xlsx'}`)).toBe(true);
   });
+});
 
+describe('an existing export', () => {
   it('refuses to overwrite an existing export and leaves the existing file as it was', async () => {
     const directory = await temporaryDirectory();
     const output = new FileOutputTarget(directory);

@@ -62,6 +62,17 @@ describe('file:// sink', () => {
     expect(await listFiles(directory)).toEqual([]);
   });
 
+  it('discards while a write is still on its way to the disk, with nobody listening for errors (regression: discard never returned)', async () => {
+    const directory = await temporaryDirectory();
+    const object = await new FileOutputTarget(directory).open({ name: 'w.zip', contentType: 'application/zip', metadata: {} });
+    // The write completes after the destroy and reports ERR_STREAM_DESTROYED; with no
+    // 'error' listener that became an uncaught exception and the stream never emitted 'close'.
+    object.stream.write(Buffer.alloc(8 * 1024 * 1024));
+    object.stream.destroy();
+    await object.discard();
+    expect(await listFiles(directory)).toEqual([]);
+  });
+
   it('never overwrites an existing file', async () => {
     const directory = await temporaryDirectory();
     const target = new FileOutputTarget(directory);
