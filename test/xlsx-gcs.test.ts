@@ -81,7 +81,7 @@ describe('an XLSX export to gs://', () => {
         signal: controller.signal,
         logger: silentLogger,
         onProgress: ({ rows }) => {
-          rowsSoFar = rows;
+          rowsSoFar = rows ?? rowsSoFar;
         },
       }).then(
         () => undefined,
