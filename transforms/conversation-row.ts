@@ -265,6 +265,16 @@ function xlsxTextValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: numb
   }
 }
 
+/** {@link xlsxTextValue} through the shared-strings table, for texts that repeat. */
+function xlsxSharedTextValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
+  if (!row.escaped(c)) {
+    w.sharedText(cell, row.src, row.starts[c]!, row.ends[c]!, row.xmlPlain(c));
+  } else if (!row.isNull(c)) {
+    const length = row.unescapeInto(c);
+    w.sharedText(cell, row.decoded, 0, length);
+  }
+}
+
 function xlsxIdValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
   if (!row.escaped(c)) w.integerOrText(cell, row.src, row.starts[c]!, row.ends[c]!);
   else xlsxTextValue(w, cell, row, c);
@@ -290,38 +300,60 @@ export function appendConversationXlsxRow(w: XlsxRowWriter, row: CopyTextRow, ro
   const incoming = row.equalsAscii(column.sender, CONTACT_BYTES, CONTACT);
   const content = row.equalsAscii(column.message_type, TEXT_BYTES, TEXT) ? column.body : column.media_url;
   w.startRow(rowNumber);
-  xlsxIdValue(w, 0, row, column.chat_id);
-  xlsxIdValue(w, 1, row, column.merchant_id);
-  xlsxTextValue(w, 2, row, column.provider);
-  xlsxTimestampValue(w, 3, row, column.chat_created_at);
+  // The chat's, contact's, agent's and bot's cells are the same on every row of a chat (one chats
+  // row joined): after the chat's first row they are copied, not formatted again.
+  const chat = column.chat_id;
+  const repeat = w.sameKey(row.src, row.starts[chat]!, row.ends[chat]!);
+  chatCell(w, repeat, 0, row, chat, ChatCell.id);
+  chatCell(w, repeat, 1, row, column.merchant_id, ChatCell.id);
+  chatCell(w, repeat, 2, row, column.provider, ChatCell.text);
+  chatCell(w, repeat, 3, row, column.chat_created_at, ChatCell.timestamp);
   xlsxTimestampValue(w, 4, row, column.message_created_at);
-  xlsxIdValue(w, 5, row, column.contact_id);
-  xlsxTextValue(w, 6, row, column.contact_identification);
-  xlsxTextValue(w, 7, row, column.contact_name);
-  xlsxTextValue(w, 8, row, column.contact_email);
-  xlsxTextValue(w, 9, row, column.contact_phone_number);
-  xlsxTextValue(w, 10, row, column.contact_mobile_number);
-  xlsxIdValue(w, 11, row, column.agent_id);
-  xlsxTextValue(w, 12, row, column.agent_name);
-  xlsxTextValue(w, 13, row, column.agent_username);
-  xlsxTextValue(w, 14, row, column.agent_email);
+  chatCell(w, repeat, 5, row, column.contact_id, ChatCell.id);
+  chatCell(w, repeat, 6, row, column.contact_identification, ChatCell.text);
+  chatCell(w, repeat, 7, row, column.contact_name, ChatCell.text);
+  chatCell(w, repeat, 8, row, column.contact_email, ChatCell.text);
+  chatCell(w, repeat, 9, row, column.contact_phone_number, ChatCell.text);
+  chatCell(w, repeat, 10, row, column.contact_mobile_number, ChatCell.text);
+  chatCell(w, repeat, 11, row, column.agent_id, ChatCell.id);
+  chatCell(w, repeat, 12, row, column.agent_name, ChatCell.text);
+  chatCell(w, repeat, 13, row, column.agent_username, ChatCell.text);
+  chatCell(w, repeat, 14, row, column.agent_email, ChatCell.text);
   w.boolean(15, incoming);
   xlsxTextValue(w, incoming ? 16 : 17, row, content);
-  xlsxTextValue(w, 18, row, column.message_type);
+  xlsxSharedTextValue(w, 18, row, column.message_type);
   xlsxTextValue(w, 19, row, column.caption);
-  xlsxTextValue(w, 20, row, column.alias);
-  xlsxTextValue(w, 21, row, column.bot_name);
-  xlsxTextValue(w, 22, row, column.status);
-  xlsxTimestampValue(w, 23, row, column.opened_at);
-  xlsxTimestampValue(w, 24, row, column.picked_up_at);
-  xlsxTimestampValue(w, 25, row, column.closed_at);
-  const duration = column.duration_seconds;
-  if (!row.isNull(duration)) {
-    w.startText(26, 11);
-    if (!appendDurationBytes(w.out, row.src, row.starts[duration]!, row.ends[duration]!)) {
-      w.out.string(formatDurationText(row.text(duration)));
-    }
-    w.endText();
-  }
+  chatCell(w, repeat, 20, row, column.alias, ChatCell.text);
+  chatCell(w, repeat, 21, row, column.bot_name, ChatCell.text);
+  chatCell(w, repeat, 22, row, column.status, ChatCell.text);
+  chatCell(w, repeat, 23, row, column.opened_at, ChatCell.timestamp);
+  chatCell(w, repeat, 24, row, column.picked_up_at, ChatCell.timestamp);
+  chatCell(w, repeat, 25, row, column.closed_at, ChatCell.timestamp);
+  chatCell(w, repeat, 26, row, column.duration_seconds, ChatCell.duration);
   w.endRow();
+}
+
+const enum ChatCell {
+  id,
+  text,
+  timestamp,
+  duration,
+}
+
+/** Cell `cell` of a chat column `c`: the chat's previous row's cell when `repeat`, else formatted and kept. */
+function chatCell(w: XlsxRowWriter, repeat: boolean, cell: number, row: CopyTextRow, c: number, kind: ChatCell): void {
+  if (repeat && w.repeatCell(cell)) return;
+  const mark = w.cellMark();
+  if (kind === ChatCell.id) xlsxIdValue(w, cell, row, c);
+  else if (kind === ChatCell.text) xlsxSharedTextValue(w, cell, row, c);
+  else if (kind === ChatCell.timestamp) xlsxTimestampValue(w, cell, row, c);
+  else xlsxDurationValue(w, cell, row, c);
+  w.keepCell(cell, mark);
+}
+
+function xlsxDurationValue(w: XlsxRowWriter, cell: number, row: CopyTextRow, c: number): void {
+  if (row.isNull(c)) return;
+  w.startText(cell, 11);
+  if (!appendDurationBytes(w.out, row.src, row.starts[c]!, row.ends[c]!)) w.out.string(formatDurationText(row.text(c)));
+  w.endText();
 }

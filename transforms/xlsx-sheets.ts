@@ -1,6 +1,16 @@
 import type { CopyTextRow } from './copy-text.js';
 import { CopyRowPartsStage, type CopyRowPartsOptions } from './copy-row-parts.js';
-import { XlsxRowWriter, XlsxStyle, xlsxPackageParts, xlsxSheetEnd, xlsxSheetEntry, xlsxSheetStart } from './xlsx.js';
+import {
+  XLSX_SHARED_STRINGS_ENTRY,
+  XlsxRowWriter,
+  XlsxSharedStrings,
+  XlsxStyle,
+  xlsxPackageParts,
+  xlsxSheetEnd,
+  xlsxSheetEntry,
+  xlsxSheetStart,
+  type XlsxSharedStringsLimits,
+} from './xlsx.js';
 
 /** Options of {@link createXlsxSheetsStage}. */
 export interface XlsxSheetsOptions extends CopyRowPartsOptions {
@@ -15,6 +25,11 @@ export interface XlsxSheetsOptions extends CopyRowPartsOptions {
   readonly sheetNames: readonly string[];
   /** Column widths are measured over the header and this many first rows of each sheet; default 100. */
   readonly measureRows?: number;
+  /**
+   * Give the workbook a bounded shared-strings table for the cells `writeRow` writes with
+   * `sharedText` (see {@link XlsxSharedStrings}); without it those cells are inline strings too.
+   */
+  readonly sharedStrings?: XlsxSharedStringsLimits | boolean;
 }
 
 /** A sheet's measured rows are held back at most up to this many bytes before widths are fixed. */
@@ -49,6 +64,8 @@ export class XlsxSheetsStage extends CopyRowPartsStage {
     this.#sheetNames = options.sheetNames;
     this.#measureRows = measureRows;
     this.#writer = new XlsxRowWriter(this.output, options.headers.length);
+    const shared = options.sharedStrings ?? false;
+    if (shared !== false) this.#writer.sharedStrings = new XlsxSharedStrings(shared === true ? {} : shared);
   }
 
   /** The sheets written so far, by name, in order. */
@@ -66,7 +83,8 @@ export class XlsxSheetsStage extends CopyRowPartsStage {
       throw new Error(`The export needs sheet ${part + 1} but was planned with ${this.#sheetNames.length}`);
     }
     if (part === 0) {
-      for (const { entry, text } of xlsxPackageParts(this.#sheetNames)) this.pushEntryData(entry, Buffer.from(text, 'utf8'));
+      const parts = xlsxPackageParts(this.#sheetNames, this.#writer.sharedStrings !== undefined);
+      for (const { entry, text } of parts) this.pushEntryData(entry, Buffer.from(text, 'utf8'));
     }
     this.#sheets = part + 1;
     this.#widths = new Int32Array(this.#headers.length);
@@ -99,6 +117,8 @@ export class XlsxSheetsStage extends CopyRowPartsStage {
     if (this.#sheets !== this.#sheetNames.length) {
       throw new Error(`The export wrote ${this.#sheets} sheets but was planned with ${this.#sheetNames.length}`);
     }
+    const table = this.#writer.sharedStrings;
+    if (table !== undefined) for (const piece of table.part()) this.pushEntryData(XLSX_SHARED_STRINGS_ENTRY, piece);
   }
 
   /** Sends the sheet's start with the widths measured so far, then the rows held back. */

@@ -1,4 +1,4 @@
-import type { ByteOutput } from './byte-output.js';
+import { ByteOutput } from './byte-output.js';
 
 /**
  * The XLSX (SpreadsheetML) rules every report shares, as pure functions on bytes: typed cells with
@@ -206,6 +206,87 @@ export function xlsxColumnName(index: number): string {
   return name;
 }
 
+/** The shared-strings part's zip entry (written after the sheets: it is complete only then). */
+export const XLSX_SHARED_STRINGS_ENTRY = 'xl/sharedStrings.xml';
+
+/** Bounds of an {@link XlsxSharedStrings} table. */
+export interface XlsxSharedStringsLimits {
+  /** At most this many strings; default 32,768. */
+  readonly maxStrings?: number;
+  /** At most this many bytes of `<si>` elements; default 2 MiB. */
+  readonly maxBytes?: number;
+  /** Longer texts (in UTF-8 bytes) are never shared; default 256. */
+  readonly maxStringBytes?: number;
+}
+
+const SI_START = Buffer.from('<si><t>');
+const SI_START_PRESERVE = Buffer.from('<si><t xml:space="preserve">');
+const SI_END = Buffer.from('</t></si>');
+
+/**
+ * A bounded shared-strings table: a text cell that refers to it is `<v>index</v>` instead of its
+ * inline text, a quarter of a conversation row's bytes (names, e-mails and statuses repeat across
+ * messages and chats). Strings are added first come, first served while the table has room (by
+ * count and bytes); once it is full, new strings stay inline, so memory never grows with the export.
+ */
+export class XlsxSharedStrings {
+  readonly maxStrings: number;
+  readonly maxBytes: number;
+  readonly maxStringBytes: number;
+  readonly #index = new Map<string, number>();
+  readonly #items = new ByteOutput(64 * 1024);
+
+  constructor(limits: XlsxSharedStringsLimits = {}) {
+    this.maxStrings = positiveLimit('maxStrings', limits.maxStrings ?? 32_768);
+    this.maxBytes = positiveLimit('maxBytes', limits.maxBytes ?? 2 * 1024 * 1024);
+    this.maxStringBytes = positiveLimit('maxStringBytes', limits.maxStringBytes ?? 256);
+  }
+
+  /** Strings in the table. */
+  get size(): number {
+    return this.#index.size;
+  }
+
+  /**
+   * The index of the text `src[start..end)` (its XML flags from the caller's scan), added when new
+   * and the table has room; -1 when it is not shared (too long, or the table is full).
+   */
+  indexOf(src: Uint8Array, start: number, end: number, flags: number): number {
+    const length = end - start;
+    if (length > this.maxStringBytes || length < 1) return -1;
+    // Latin-1 maps each byte to one character: equal keys are equal bytes, with no UTF-8 decoding.
+    const bytes = src instanceof Buffer ? src : Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+    const key = bytes.toString('latin1', start, end);
+    const found = this.#index.get(key);
+    if (found !== undefined) return found;
+    // An escape takes at most 7 bytes per byte of text.
+    if (this.#index.size >= this.maxStrings || this.#items.size + length * 7 + SI_START_PRESERVE.length + SI_END.length > this.maxBytes) return -1;
+    const index = this.#index.size;
+    this.#index.set(key, index);
+    const items = this.#items;
+    const first = src[start]!;
+    const last = src[end - 1]!;
+    const space = first === 0x20 || first === 0x09 || first === LF || first === CR || last === 0x20 || last === 0x09 || last === LF || last === CR;
+    const head = space ? SI_START_PRESERVE : SI_START;
+    items.bytes(head, 0, head.length);
+    appendXmlText(items, src, start, end, flags, XLSX_MAX_CELL_CHARS);
+    items.bytes(SI_END, 0, SI_END.length);
+    return index;
+  }
+
+  /** The `xl/sharedStrings.xml` part, as pieces; call once, after the last row. */
+  part(): Buffer[] {
+    const head = Buffer.from(`${XML_HEAD}<sst xmlns="${MAIN_NS}" uniqueCount="${this.#index.size}">`, 'utf8');
+    this.#index.clear();
+    return [head, ...this.#items.take(), Buffer.from('</sst>', 'utf8')];
+  }
+}
+
+function positiveLimit(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`Expected \`${name}\` to be a whole number from 1 and up, got ${value}`);
+  return value;
+}
+
 const ROW_START = Buffer.from('<row r="');
 const TAG_END = Buffer.from('">');
 const ROW_END = Buffer.from('</row>');
@@ -215,6 +296,7 @@ const INLINE_END = Buffer.from('</t></is></c>');
 const VALUE_START = Buffer.from('><v>');
 const VALUE_END = Buffer.from('</v></c>');
 const BOOLEAN_TRUE = Buffer.from(' t="b"><v>1</v></c>');
+const SHARED_START = Buffer.from(' t="s"><v>');
 const BOOLEAN_FALSE = Buffer.from(' t="b"><v>0</v></c>');
 
 /**
@@ -226,6 +308,10 @@ export class XlsxRowWriter {
   readonly #rowDigits = Buffer.alloc(8);
   #rowDigitsLength = 0;
   readonly #dates: ({ src: Buffer; serial: Buffer; length: number } | undefined)[] = [];
+  readonly #kept: ({ tail: Buffer; length: number; truncated: boolean } | undefined)[] = [];
+  #key = Buffer.alloc(32);
+  #keyLength = -1;
+  #markTruncated = 0;
   /** Cells cut at the limit so far, over every row this writer wrote. */
   truncatedCells = 0;
   /**
@@ -233,6 +319,8 @@ export class XlsxRowWriter {
    * line): column widths from the first rows. Left unset for the rest, which costs nothing.
    */
   measure: Int32Array | undefined;
+  /** Where {@link sharedText} cells go; unset, they are inline strings like every other. */
+  sharedStrings: XlsxSharedStrings | undefined;
 
   constructor(
     readonly out: ByteOutput,
@@ -250,6 +338,8 @@ export class XlsxRowWriter {
     for (let n = rowNumber; n > 0; n = Math.floor(n / 10)) length += 1;
     for (let n = rowNumber, i = length - 1; i >= 0; n = Math.floor(n / 10), i--) this.#rowDigits[i] = 0x30 + (n % 10);
     this.#rowDigitsLength = length;
+    // A sheet's first row starts a new group: no cell of another sheet is ever repeated.
+    if (rowNumber === 1) this.#keyLength = -1;
     this.#fragment(ROW_START);
     this.out.bytes(this.#rowDigits, 0, length);
     this.#fragment(TAG_END);
@@ -277,6 +367,36 @@ export class XlsxRowWriter {
     this.#fragment(space ? INLINE_START_PRESERVE : INLINE_START);
     if (appendXmlText(this.out, src, start, end, flags, XLSX_MAX_CELL_CHARS)) this.truncatedCells += 1;
     this.#fragment(INLINE_END);
+  }
+
+  /**
+   * {@link text}, as a reference to {@link sharedStrings} when the table is set and holds (or takes)
+   * the text; inline otherwise. For texts that repeat (names, statuses), not for message bodies,
+   * which would only fill the table.
+   */
+  sharedText(column: number, src: Uint8Array, start: number, end: number, plain = false): void {
+    if (start >= end) return;
+    const table = this.sharedStrings;
+    if (table === undefined || end - start > table.maxStringBytes) {
+      this.text(column, src, start, end, XlsxStyle.default, plain);
+      return;
+    }
+    const flags = plain ? 0 : scanXmlText(src, start, end);
+    const index = table.indexOf(src, start, end, flags);
+    if (index < 0) {
+      this.text(column, src, start, end, XlsxStyle.default, plain);
+      return;
+    }
+    if (this.measure !== undefined) this.#widen(column, xlsxDisplayWidth(src, start, end));
+    this.#cellStart(column, (flags & LF_BIT) !== 0 ? XlsxStyle.wrapped : XlsxStyle.default);
+    this.#fragment(SHARED_START);
+    const out = this.out;
+    out.ensure(16);
+    let length = 0;
+    for (let n = index; n > 0 || length === 0; n = Math.floor(n / 10)) length += 1;
+    for (let n = index, i = length - 1; i >= 0; n = Math.floor(n / 10), i--) out.buf[out.pos + i] = 0x30 + (n % 10);
+    out.pos += length;
+    this.#fragment(VALUE_END);
   }
 
   /** {@link text} of a string. */
@@ -355,6 +475,69 @@ export class XlsxRowWriter {
   /** Ends the cell {@link startText} started. */
   endText(): void {
     this.#fragment(INLINE_END);
+  }
+
+  /**
+   * True when `src[start..end)` equals the key the previous row of this sheet gave (a chat's id),
+   * so that cells kept with {@link keepCell} may be written again with {@link repeatCell}; else
+   * the key is remembered for the next row and false returned.
+   */
+  sameKey(src: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    const key = this.#key;
+    if (length === this.#keyLength) {
+      let same = true;
+      for (let i = 0; same && i < length; i++) same = key[i] === src[start + i];
+      if (same) return true;
+    }
+    if (length > key.length) this.#key = Buffer.alloc(length);
+    this.#key.set(src.subarray(start, end));
+    this.#keyLength = length;
+    return false;
+  }
+
+  /** Where the next cell starts, for {@link keepCell}. */
+  cellMark(): number {
+    this.#markTruncated = this.truncatedCells;
+    return this.out.size;
+  }
+
+  /**
+   * Keeps the cell of `column` written since `mark` (a {@link cellMark}) without its reference, or
+   * that it wrote none, so that {@link repeatCell} writes it again in later rows. A cell over
+   * `maxBytes` is not kept (memory stays a few KiB per column) and is written anew instead.
+   */
+  keepCell(column: number, mark: number, maxBytes = 4096): void {
+    const written = this.out.size - mark;
+    if (written > maxBytes) {
+      this.#kept[column] = undefined;
+      return;
+    }
+    // A cell's bytes sit together before `pos`: rows are never handed on or shared mid-cell.
+    const tail = written === 0 ? 0 : written - (6 + this.#letters[column]!.length + this.#rowDigitsLength + 1);
+    let kept = this.#kept[column];
+    if (kept === undefined || kept.tail.length < tail) {
+      kept = { tail: Buffer.alloc(Math.max(tail, 64)), length: 0, truncated: false };
+      this.#kept[column] = kept;
+    }
+    this.out.buf.copy(kept.tail, 0, this.out.pos - tail, this.out.pos);
+    kept.length = written === 0 ? -1 : tail;
+    kept.truncated = this.truncatedCells > this.#markTruncated;
+  }
+
+  /**
+   * Writes the cell {@link keepCell} kept for `column` again, with this row's reference; returns
+   * false when there is none to repeat (the caller writes the cell itself).
+   */
+  repeatCell(column: number): boolean {
+    const kept = this.#kept[column];
+    if (kept === undefined) return false;
+    if (kept.length < 0) return true;
+    // Width and style are the kept cell's: same text, same sheet.
+    this.#cellStart(column, XlsxStyle.default);
+    this.out.bytes(kept.tail, 0, kept.length);
+    if (kept.truncated) this.truncatedCells += 1;
+    return true;
   }
 
   #widen(column: number, chars: number): void {
@@ -543,7 +726,7 @@ export function checkSheetName(name: string): string {
 }
 
 /** `[Content_Types].xml`. */
-export function xlsxContentTypes(sheets: number): string {
+export function xlsxContentTypes(sheets: number, sharedStrings = false): string {
   const overrides = Array.from(
     { length: sheets },
     (_, index) => `<Override PartName="/${xlsxSheetEntry(index)}" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>`,
@@ -556,6 +739,9 @@ export function xlsxContentTypes(sheets: number): string {
     '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>' +
     overrides +
     '<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>' +
+    (sharedStrings
+      ? `<Override PartName="/${XLSX_SHARED_STRINGS_ENTRY}" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>`
+      : '') +
     '<Override PartName="/docProps/app.xml" ContentType="application/vnd.openxmlformats-officedocument.extended-properties+xml"/>' +
     '</Types>'
   );
@@ -583,7 +769,7 @@ export function xlsxWorkbook(sheetNames: readonly string[]): string {
 }
 
 /** `xl/_rels/workbook.xml.rels`. */
-export function xlsxWorkbookRels(sheets: number): string {
+export function xlsxWorkbookRels(sheets: number, sharedStrings = false): string {
   const rels = Array.from(
     { length: sheets },
     (_, index) =>
@@ -594,6 +780,9 @@ export function xlsxWorkbookRels(sheets: number): string {
     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">' +
     rels +
     `<Relationship Id="rId${sheets + 1}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>` +
+    (sharedStrings
+      ? `<Relationship Id="rId${sheets + 2}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>`
+      : '') +
     '</Relationships>'
   );
 }
@@ -649,13 +838,13 @@ export function xlsxSheetEnd(columns: number, rows: number): string {
 }
 
 /** The package parts before the sheets, as zip entries in order. */
-export function xlsxPackageParts(sheetNames: readonly string[]): { entry: string; text: string }[] {
+export function xlsxPackageParts(sheetNames: readonly string[], sharedStrings = false): { entry: string; text: string }[] {
   return [
-    { entry: '[Content_Types].xml', text: xlsxContentTypes(sheetNames.length) },
+    { entry: '[Content_Types].xml', text: xlsxContentTypes(sheetNames.length, sharedStrings) },
     { entry: '_rels/.rels', text: XLSX_ROOT_RELS },
     { entry: 'docProps/app.xml', text: XLSX_APP_PROPERTIES },
     { entry: 'xl/workbook.xml', text: xlsxWorkbook(sheetNames) },
-    { entry: 'xl/_rels/workbook.xml.rels', text: xlsxWorkbookRels(sheetNames.length) },
+    { entry: 'xl/_rels/workbook.xml.rels', text: xlsxWorkbookRels(sheetNames.length, sharedStrings) },
     { entry: 'xl/styles.xml', text: XLSX_STYLES },
   ];
 }

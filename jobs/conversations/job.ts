@@ -61,6 +61,8 @@ export interface ConversationExportContext {
   readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
+/** Bytes per chunk a workbook's rows are handed on in (see the note where it is used). */
+const XLSX_CHUNK_BYTES = 256 * 1024;
 /** Deflate level of a workbook's entries (see the note where it is used). */
 const XLSX_DEFLATE_LEVEL = 1;
 
@@ -177,7 +179,17 @@ export async function runConversationExport(
     };
     const sheetNames = xlsxSheetNames(CONVERSATION_SHEET_NAME, plan.files.length);
     const stage = xlsx
-      ? createXlsxSheetsStage({ ...split, headers: CONVERSATION_HEADERS, writeRow: appendConversationXlsxRow, sheetNames })
+      ? createXlsxSheetsStage({
+          ...split,
+          headers: CONVERSATION_HEADERS,
+          writeRow: appendConversationXlsxRow,
+          sheetNames,
+          sharedStrings: true,
+          // Five times the CSV's bytes: larger chunks hand deflate a quarter as many writes, each
+          // one a wake-up of a thread-pool thread on a machine whose two cores are both busy
+          // (300k rows: about 8% faster).
+          chunkSize: XLSX_CHUNK_BYTES,
+        })
       : createCsvPartsStage({
           ...split,
           headerRecord: CONVERSATION_HEADER_RECORD,
