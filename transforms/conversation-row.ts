@@ -304,32 +304,38 @@ export function appendConversationXlsxRow(w: XlsxRowWriter, row: CopyTextRow, ro
   // row joined): after the chat's first row they are copied, not formatted again.
   const chat = column.chat_id;
   const repeat = w.sameKey(row.src, row.starts[chat]!, row.ends[chat]!);
-  chatCell(w, repeat, 0, row, chat, ChatCell.id);
-  chatCell(w, repeat, 1, row, column.merchant_id, ChatCell.id);
-  chatCell(w, repeat, 2, row, column.provider, ChatCell.text);
-  chatCell(w, repeat, 3, row, column.chat_created_at, ChatCell.timestamp);
+  if (!repeat || !w.repeatCells(0, 3)) {
+    chatCell(w, repeat, 0, row, chat, ChatCell.id);
+    chatCell(w, repeat, 1, row, column.merchant_id, ChatCell.id);
+    chatCell(w, repeat, 2, row, column.provider, ChatCell.text);
+    chatCell(w, repeat, 3, row, column.chat_created_at, ChatCell.timestamp);
+  }
   xlsxTimestampValue(w, 4, row, column.message_created_at);
-  chatCell(w, repeat, 5, row, column.contact_id, ChatCell.id);
-  chatCell(w, repeat, 6, row, column.contact_identification, ChatCell.text);
-  chatCell(w, repeat, 7, row, column.contact_name, ChatCell.text);
-  chatCell(w, repeat, 8, row, column.contact_email, ChatCell.text);
-  chatCell(w, repeat, 9, row, column.contact_phone_number, ChatCell.text);
-  chatCell(w, repeat, 10, row, column.contact_mobile_number, ChatCell.text);
-  chatCell(w, repeat, 11, row, column.agent_id, ChatCell.id);
-  chatCell(w, repeat, 12, row, column.agent_name, ChatCell.text);
-  chatCell(w, repeat, 13, row, column.agent_username, ChatCell.text);
-  chatCell(w, repeat, 14, row, column.agent_email, ChatCell.text);
+  if (!repeat || !w.repeatCells(5, 14)) {
+    chatCell(w, repeat, 5, row, column.contact_id, ChatCell.id);
+    chatCell(w, repeat, 6, row, column.contact_identification, ChatCell.text);
+    chatCell(w, repeat, 7, row, column.contact_name, ChatCell.text);
+    chatCell(w, repeat, 8, row, column.contact_email, ChatCell.text);
+    chatCell(w, repeat, 9, row, column.contact_phone_number, ChatCell.text);
+    chatCell(w, repeat, 10, row, column.contact_mobile_number, ChatCell.text);
+    chatCell(w, repeat, 11, row, column.agent_id, ChatCell.id);
+    chatCell(w, repeat, 12, row, column.agent_name, ChatCell.text);
+    chatCell(w, repeat, 13, row, column.agent_username, ChatCell.text);
+    chatCell(w, repeat, 14, row, column.agent_email, ChatCell.text);
+  }
   w.boolean(15, incoming);
   xlsxTextValue(w, incoming ? 16 : 17, row, content);
   xlsxSharedTextValue(w, 18, row, column.message_type);
   xlsxTextValue(w, 19, row, column.caption);
-  chatCell(w, repeat, 20, row, column.alias, ChatCell.text);
-  chatCell(w, repeat, 21, row, column.bot_name, ChatCell.text);
-  chatCell(w, repeat, 22, row, column.status, ChatCell.text);
-  chatCell(w, repeat, 23, row, column.opened_at, ChatCell.timestamp);
-  chatCell(w, repeat, 24, row, column.picked_up_at, ChatCell.timestamp);
-  chatCell(w, repeat, 25, row, column.closed_at, ChatCell.timestamp);
-  chatCell(w, repeat, 26, row, column.duration_seconds, ChatCell.duration);
+  if (!repeat || !w.repeatCells(20, 26)) {
+    chatCell(w, repeat, 20, row, column.alias, ChatCell.text);
+    chatCell(w, repeat, 21, row, column.bot_name, ChatCell.text);
+    chatCell(w, repeat, 22, row, column.status, ChatCell.text);
+    chatCell(w, repeat, 23, row, column.opened_at, ChatCell.timestamp);
+    chatCell(w, repeat, 24, row, column.picked_up_at, ChatCell.timestamp);
+    chatCell(w, repeat, 25, row, column.closed_at, ChatCell.timestamp);
+    chatCell(w, repeat, 26, row, column.duration_seconds, ChatCell.duration);
+  }
   w.endRow();
 }
 

@@ -297,6 +297,20 @@ const VALUE_START = Buffer.from('><v>');
 const VALUE_END = Buffer.from('</v></c>');
 const BOOLEAN_TRUE = Buffer.from(' t="b"><v>1</v></c>');
 const SHARED_START = Buffer.from(' t="s"><v>');
+const CELL_REF_START = Buffer.from('<c r="');
+
+/** Kept cells of consecutive columns as one piece of bytes, for {@link XlsxRowWriter.repeatCells}. */
+interface KeptRun {
+  readonly last: number;
+  readonly version: number;
+  readonly digitCount: number;
+  readonly bytes: Buffer;
+  readonly length: number;
+  /** Where each cell's row digits go in {@link bytes}. */
+  readonly slots: Int32Array;
+  /** Cells of the run that were cut at the cell limit. */
+  readonly truncated: number;
+}
 const BOOLEAN_FALSE = Buffer.from(' t="b"><v>0</v></c>');
 
 /**
@@ -309,6 +323,10 @@ export class XlsxRowWriter {
   #rowDigitsLength = 0;
   readonly #dates: ({ src: Buffer; serial: Buffer; length: number } | undefined)[] = [];
   readonly #kept: ({ tail: Buffer; length: number; truncated: boolean } | undefined)[] = [];
+  readonly #lastShared: ({ bytes: Buffer; length: number; index: number } | undefined)[] = [];
+  readonly #runs: (KeptRun | undefined)[] = [];
+  /** Changes whenever a kept cell does, so a run built from older ones is built again. */
+  #keptVersion = 0;
   #key = Buffer.alloc(32);
   #keyLength = -1;
   #markTruncated = 0;
@@ -382,7 +400,27 @@ export class XlsxRowWriter {
       return;
     }
     const flags = plain ? 0 : scanXmlText(src, start, end);
-    const index = table.indexOf(src, start, end, flags);
+    // Most texts equal the column's previous one (a message type, a status): a compare, no lookup.
+    let last = this.#lastShared[column];
+    if (last === undefined) {
+      last = { bytes: Buffer.alloc(table.maxStringBytes), length: -1, index: -1 };
+      this.#lastShared[column] = last;
+    }
+    let index: number;
+    const textLength = end - start;
+    let same = textLength === last.length;
+    for (let i = 0; same && i < textLength; i++) same = last.bytes[i] === src[start + i];
+    if (same) {
+      index = last.index;
+    } else {
+      index = table.indexOf(src, start, end, flags);
+      if (index >= 0) {
+        // A loop, not set(subarray()): no view object per text.
+        for (let i = 0; i < textLength; i++) last.bytes[i] = src[start + i]!;
+        last.length = textLength;
+        last.index = index;
+      }
+    }
     if (index < 0) {
       this.text(column, src, start, end, XlsxStyle.default, plain);
       return;
@@ -491,7 +529,8 @@ export class XlsxRowWriter {
       if (same) return true;
     }
     if (length > key.length) this.#key = Buffer.alloc(length);
-    this.#key.set(src.subarray(start, end));
+    const into = this.#key;
+    for (let i = 0; i < length; i++) into[i] = src[start + i]!;
     this.#keyLength = length;
     return false;
   }
@@ -511,6 +550,7 @@ export class XlsxRowWriter {
     const written = this.out.size - mark;
     if (written > maxBytes) {
       this.#kept[column] = undefined;
+      this.#keptVersion += 1;
       return;
     }
     // A cell's bytes sit together before `pos`: rows are never handed on or shared mid-cell.
@@ -523,6 +563,7 @@ export class XlsxRowWriter {
     this.out.buf.copy(kept.tail, 0, this.out.pos - tail, this.out.pos);
     kept.length = written === 0 ? -1 : tail;
     kept.truncated = this.truncatedCells > this.#markTruncated;
+    this.#keptVersion += 1;
   }
 
   /**
@@ -538,6 +579,70 @@ export class XlsxRowWriter {
     this.out.bytes(kept.tail, 0, kept.length);
     if (kept.truncated) this.truncatedCells += 1;
     return true;
+  }
+
+  /**
+   * {@link repeatCell} for every column from `first` to `last`; returns false and writes nothing
+   * when one of them has no kept cell (the caller writes them one by one). The run's bytes are
+   * built once per kept set and copied whole, with only each reference's row digits written anew:
+   * repeated cells are most of a conversation sheet's bytes, too many for a loop per byte.
+   */
+  repeatCells(first: number, last: number): boolean {
+    let run = this.#runs[first];
+    if (run === undefined || run.last !== last || run.version !== this.#keptVersion || run.digitCount !== this.#rowDigitsLength) {
+      run = this.#buildRun(first, last);
+      if (run === undefined) return false;
+      this.#runs[first] = run;
+    }
+    const out = this.out;
+    out.ensure(run.length);
+    const buf = out.buf;
+    const at = out.pos;
+    run.bytes.copy(buf, at, 0, run.length);
+    const digits = this.#rowDigits;
+    const digitCount = this.#rowDigitsLength;
+    const slots = run.slots;
+    for (let s = 0; s < slots.length; s++) {
+      const slot = at + slots[s]!;
+      for (let i = 0; i < digitCount; i++) buf[slot + i] = digits[i]!;
+    }
+    out.pos = at + run.length;
+    this.truncatedCells += run.truncated;
+    return true;
+  }
+
+  #buildRun(first: number, last: number): KeptRun | undefined {
+    const kept = this.#kept;
+    const letters = this.#letters;
+    const digitCount = this.#rowDigitsLength;
+    let length = 0;
+    let cells = 0;
+    for (let column = first; column <= last; column++) {
+      const cell = kept[column];
+      if (cell === undefined) return undefined;
+      if (cell.length < 0) continue;
+      length += 7 + letters[column]!.length + digitCount + cell.length;
+      cells += 1;
+    }
+    // The previous run of these columns lends its buffers: one chat's run is much like the next.
+    const previous = this.#runs[first];
+    const bytes = previous !== undefined && previous.bytes.length >= length ? previous.bytes : Buffer.alloc(Math.max(length, 1024));
+    const slots = previous !== undefined && previous.slots.length === cells ? previous.slots : new Int32Array(cells);
+    let pos = 0;
+    let slot = 0;
+    let truncated = 0;
+    for (let column = first; column <= last; column++) {
+      const cell = kept[column]!;
+      if (cell.length < 0) continue;
+      pos += CELL_REF_START.copy(bytes, pos);
+      pos += letters[column]!.copy(bytes, pos);
+      slots[slot++] = pos;
+      pos += digitCount;
+      bytes[pos++] = 0x22;
+      pos += cell.tail.copy(bytes, pos, 0, cell.length);
+      if (cell.truncated) truncated += 1;
+    }
+    return { last, version: this.#keptVersion, digitCount, bytes, length, slots, truncated };
   }
 
   #widen(column: number, chars: number): void {
