@@ -37,9 +37,10 @@ const MAX_MEASURED_BYTES = 1024 * 1024;
 
 /**
  * COPY text bytes in, an XLSX package out as {@link ZipEntryChunk}s for the project's zip writer:
- * the package parts first, then one worksheet per part, rows written as they arrive (inline
- * strings: nothing is kept per row). Each sheet's first rows are held back (bounded by rows and
- * bytes) until the column widths are known, since `<cols>` precedes the rows in a worksheet.
+ * the package parts first, then one worksheet per part, rows written as they arrive (nothing is
+ * kept per row), then the shared-strings table when there is one (bounded, complete only after the
+ * last row). Each sheet's first rows are held back (bounded by rows and bytes) until the column
+ * widths are known, since `<cols>` precedes the rows in a worksheet.
  */
 export class XlsxSheetsStage extends CopyRowPartsStage {
   readonly #writer: XlsxRowWriter;

@@ -2,8 +2,8 @@ import { ByteOutput } from './byte-output.js';
 
 /**
  * The XLSX (SpreadsheetML) rules every report shares, as pure functions on bytes: typed cells with
- * inline strings (no shared-strings table, so nothing grows with the export), the package parts a
- * workbook needs, and Excel's own limits. Text cells are always string cells: no formula is ever
+ * inline strings or a bounded shared-strings table (nothing grows with the export), the package
+ * parts a workbook needs, and Excel's own limits. Text cells are always string cells: no formula is ever
  * written, so the CSV's formula guard (`'`) is neither needed nor added here.
  */
 
