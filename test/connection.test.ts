@@ -21,7 +21,11 @@ function ownPool(onError: (error: Error) => void = () => {}): { pool: pg.Pool; a
 }
 
 async function sessions(applicationName: string): Promise<number> {
-  const { rows } = await db.pool.query<{ count: number }>('SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+  const { rows } = await db.pool.query<{ count: number }>(
+    // Parallel workers inherit the leader's application_name: count client sessions only.
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
+    [applicationName],
+  );
   return rows[0]?.count ?? -1;
 }
 

@@ -263,7 +263,8 @@ describe('fault: 50 requests at once against two workers', () => {
     const sampler = (async () => {
       while (sampling) {
         const { rows } = await db.pool.query<{ application_name: string; n: number }>(
-          `SELECT application_name, count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() GROUP BY 1`,
+          `SELECT application_name, count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND backend_type = 'client backend' GROUP BY 1`,
         );
         for (const row of rows) peak.set(row.application_name, Math.max(peak.get(row.application_name) ?? 0, row.n));
         await sleep(50);

@@ -57,8 +57,10 @@ describe('fault: the database backend is killed mid-COPY', () => {
       await until(
         async () => {
           const { rows } = await db.pool.query<{ terminated: boolean }>(
+            // The COPY's own backend only: its parallel workers show the same query text.
             `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
-             WHERE query LIKE 'COPY%' AND state = 'active' AND datname = current_database()`,
+             WHERE query LIKE 'COPY%' AND state = 'active' AND datname = current_database()
+               AND backend_type = 'client backend'`,
           );
           terminated = rows.filter((row) => row.terminated).length;
           return terminated > 0;

@@ -544,7 +544,8 @@ describe('the pools of a worker running several exports at once', () => {
       // More than the old fixed 4 connections are open, and no more than the pool's size.
       expect(lifecycle.pools).toEqual({ source: 2 * concurrency + 2, state: 2 * concurrency + 2 });
       const { rows: sessions } = await db.pool.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'audit-export'`,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'audit-export'
+           AND backend_type = 'client backend'`,
       );
       expect(sessions[0]?.n).toBeGreaterThan(4);
       expect(sessions[0]?.n).toBeLessThanOrEqual(lifecycle.pools.source);
