@@ -65,8 +65,16 @@ const READABLE_HIGH_WATER_MARK = 64 * 1024;
 export interface ZipEntryChunk {
   /** Path of the entry inside the archive, with `/` between folders; stored as UTF-8. */
   readonly entry: string;
-  /** The next bytes of the entry. The stream keeps a reference until deflate has read it: do not reuse the buffer. */
+  /**
+   * The next bytes of the entry. The stream keeps a reference until deflate has read it: do not
+   * write into the buffer again before {@link release} is called.
+   */
   readonly data: Buffer;
+  /**
+   * Called once deflate has read {@link data}, so its buffer may be written again; at most once,
+   * and never when the stream is destroyed first (then nothing may reuse the buffer).
+   */
+  readonly release?: () => void;
 }
 
 /** Options for {@link createZipStream}. */
@@ -334,12 +342,15 @@ function checkChunk(chunk: unknown): ZipEntryChunk {
   if (typeof chunk !== 'object' || chunk === null) {
     throw new TypeError(`Expected a zip chunk \`{ entry, data }\`, got ${describe(chunk)}`);
   }
-  const { entry, data } = chunk as { entry?: unknown; data?: unknown };
+  const { entry, data, release } = chunk as { entry?: unknown; data?: unknown; release?: unknown };
   if (typeof entry !== 'string' || entry.length === 0) {
     throw new TypeError(`Expected chunk \`entry\` to be a non-empty string, got ${describe(entry)}`);
   }
   if (!(data instanceof Uint8Array)) {
     throw new TypeError(`Expected chunk \`data\` of entry ${describe(entry)} to be a Buffer, got ${describe(data)}`);
+  }
+  if (release !== undefined && typeof release !== 'function') {
+    throw new TypeError(`Expected chunk \`release\` of entry ${describe(entry)} to be a function, got ${describe(release)}`);
   }
   return chunk as ZipEntryChunk;
 }
@@ -415,7 +426,7 @@ export class ZipStream extends Transform {
     }
     const open = this.#open;
     if (open !== undefined && open.name === checked.entry) {
-      this.#write(open, checked.data, callback);
+      this.#write(open, checked, callback);
       return;
     }
     let header: EntryHeader;
@@ -426,10 +437,10 @@ export class ZipStream extends Transform {
       return;
     }
     if (open === undefined) {
-      this.#write(this.#openEntry(checked.entry, header), checked.data, callback);
+      this.#write(this.#openEntry(checked.entry, header), checked, callback);
       return;
     }
-    this.#closeEntry(open, () => this.#write(this.#openEntry(checked.entry, header), checked.data, callback));
+    this.#closeEntry(open, () => this.#write(this.#openEntry(checked.entry, header), checked, callback));
   }
 
   override _flush(callback: TransformCallback): void {
@@ -526,14 +537,20 @@ export class ZipStream extends Transform {
   }
 
   /** Feeds data to the open entry; calls back at once while deflate has room, so work overlaps. */
-  #write(entry: OpenEntry, data: Buffer, callback: TransformCallback): void {
+  #write(entry: OpenEntry, { data, release }: ZipEntryChunk, callback: TransformCallback): void {
     if (data.length === 0) {
+      release?.();
       callback();
       return;
     }
     entry.crc32 = crc32(data, entry.crc32);
     entry.uncompressedBytes += data.length;
-    if (entry.deflate.write(data)) callback();
+    // Deflate calls back once zlib has taken the bytes into its own window; with an error (the
+    // stream destroyed) zlib may still be reading them, so the buffer is not handed back.
+    const written = release === undefined ? entry.deflate.write(data) : entry.deflate.write(data, (error) => {
+      if (error === null || error === undefined) release();
+    });
+    if (written) callback();
     else entry.deflate.once('drain', () => callback());
   }
 

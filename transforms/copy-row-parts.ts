@@ -222,9 +222,11 @@ export abstract class CopyRowPartsStage extends Transform {
   protected flushOutput(): void {
     if (this.#part === -1) return;
     if (this.output.size === 0) return;
-    // Fresh buffers per chunk: the zip may still hold these after push() returns.
-    for (const data of this.output.take()) {
-      const piece: ZipEntryChunk = { entry: this.#entry, data };
+    // The zip may still hold these after push() returns: their buffers are written again only
+    // once it hands them back.
+    const output = this.output;
+    for (const data of output.take()) {
+      const piece: ZipEntryChunk = { entry: this.#entry, data, release: () => output.release(data) };
       this.push(piece);
     }
     this.#onRows(this.#rows);
