@@ -45,12 +45,12 @@ const DOS_EPOCH_YEAR = 1980;
 // Memory budget. While the reader of the archive keeps up, chunks pass straight through and only
 // deflate's input buffer fills, which is what lets the caller produce the next chunk on the main
 // thread while zlib compresses on the thread pool. When the reader stops, every buffer below fills
-// once and then the writable side refuses more: with 64 KiB chunks at most about
-// 4 x 64 KiB (our queue) + 128 KiB + 64 KiB (deflate input) + 2 x 2 x 64 KiB (outputs) of memory.
+// once and then the writable side refuses more: with the CSV stage's 256 KiB chunks at most about
+// 4 x 256 KiB (our queue) + 512 KiB + 256 KiB (deflate input) + 2 x 2 x 64 KiB (outputs) of memory.
 /** Chunks queued on the writable side before write() returns false. */
 const WRITABLE_HIGH_WATER_MARK_CHUNKS = 4;
-/** Uncompressed bytes handed to deflate before its write() returns false. */
-const DEFLATE_INPUT_HIGH_WATER_MARK = 128 * 1024;
+/** Uncompressed bytes handed to deflate before its write() returns false: two of the CSV stage's 256 KiB chunks. */
+const DEFLATE_INPUT_HIGH_WATER_MARK = 512 * 1024;
 /** Size of deflate's output buffers: fewer thread-pool round trips than zlib's default of 16 KiB. */
 const DEFLATE_OUTPUT_CHUNK_BYTES = 64 * 1024;
 /** Compressed bytes deflate and this stream each buffer for a slow reader. */

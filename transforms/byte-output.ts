@@ -178,7 +178,7 @@ export class ByteOutput {
 
 /**
  * How many released buffers an output keeps for reuse. A chunk is out from the CSV stage's push to
- * deflate's read: a few at a time (deflate's 128 KiB input buffer, the zip's writable side). More
+ * deflate's read: a few at a time (deflate's 512 KiB input buffer, the zip's writable side). More
  * would only hold memory.
  */
 const MAX_FREE_BUFFERS = 8;

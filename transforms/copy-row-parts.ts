@@ -18,7 +18,7 @@ export interface CopyRowPartsOptions {
   readonly groupSize: (row: CopyTextRow) => number;
   /** At most this many data rows per part. */
   readonly rowsPerFile: number;
-  /** Output is coalesced into chunks of about this many bytes before it goes to the zip. */
+  /** Output is coalesced into chunks of about this many bytes before it goes to the zip; default 256 KiB. */
   readonly chunkSize?: number;
   /** Told the data rows written so far each time a chunk goes out (progress, heartbeats). */
   readonly onRows?: (rows: number) => void;
@@ -59,7 +59,9 @@ export abstract class CopyRowPartsStage extends Transform {
 
   constructor(options: CopyRowPartsOptions) {
     super({ writableObjectMode: false, readableObjectMode: true, readableHighWaterMark: 4 });
-    this.#chunkSize = options.chunkSize ?? 64 * 1024;
+    // Each chunk wakes a deflate thread, which on two busy cores takes the main thread's core for a
+    // moment: 256 KiB chunks took 5% off a 1M export's wall time against 64 KiB (measured, interleaved).
+    this.#chunkSize = options.chunkSize ?? 256 * 1024;
     this.#onRows = options.onRows ?? (() => {});
     this.#groupColumn = options.groupColumn;
     this.#groupSizeOf = options.groupSize;
