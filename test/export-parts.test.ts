@@ -1,4 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { conversationCopySql } from '../jobs/conversations/query.js';
+import { parseConversationRequest } from '../jobs/conversations/request.js';
+import { resolveConversationExport } from '../jobs/conversations/resolve.js';
+import { withReadOnlySnapshot } from '../sources/postgres-snapshot.js';
 import { useTestDatabase } from './support/database.js';
 import { exportConversations, parseCsv } from './support/export.js';
 import { loadFixture } from './support/fixture.js';
@@ -44,5 +48,51 @@ describe('splitting an export into parts', () => {
     const parts = await partsOf(10);
     expect(parts.map(([file]) => file)).toEqual(['conversations_merchant-1_2026-09-01_2026-10-31.csv']);
     expect(parts[0]![1]).toHaveLength(10);
+  });
+});
+
+describe('the chat sizes the query reads', () => {
+  async function copyLines(request: unknown, chatSizes?: boolean): Promise<string[][]> {
+    return await withReadOnlySnapshot(db.pool, async (session) => {
+      const resolved = await resolveConversationExport(session, parseConversationRequest(request));
+      const sql = chatSizes === undefined ? conversationCopySql(resolved) : conversationCopySql(resolved, { chatSizes });
+      const chunks: Buffer[] = [];
+      for await (const chunk of session.copyOut(sql) as AsyncIterable<Buffer>) chunks.push(chunk);
+      const text = Buffer.concat(chunks).toString('utf8');
+      return text.split('\n').filter((line) => line.length > 0).map((line) => line.split('\t'));
+    });
+  }
+
+  it('counts each chat\'s rows by default, and reads NULL there without the window, the rest unchanged', async () => {
+    const counted = await copyLines(base);
+    const uncounted = await copyLines(base, false);
+    expect(counted).toHaveLength(10);
+    // Chat 1000 has 4 rows in the fixture, chat 1001 3.
+    expect(counted.filter((line) => line[0] === '1000').map((line) => line.at(-1))).toEqual(['4', '4', '4', '4']);
+    expect(counted.filter((line) => line[0] === '1001').map((line) => line.at(-1))).toEqual(['3', '3', '3']);
+    expect(uncounted.map((line) => line.at(-1))).toEqual(Array(10).fill('\\N'));
+    expect(uncounted.map((line) => line.slice(0, -1))).toEqual(counted.map((line) => line.slice(0, -1)));
+    expect(await copyLines(base, true)).toEqual(counted);
+  });
+
+  it('leaves the window out of the SQL only when told, and names a bad option', async () => {
+    await withReadOnlySnapshot(db.pool, async (session) => {
+      const resolved = await resolveConversationExport(session, parseConversationRequest(base));
+      expect(conversationCopySql(resolved)).toContain('count(*) OVER (PARTITION BY c.created_at, c.id)');
+      expect(conversationCopySql(resolved, { chatSizes: false })).not.toContain('OVER');
+      expect(() => conversationCopySql(resolved, { chatSizes: 'no' as unknown as boolean })).toThrow(
+        new TypeError('Expected `chatSizes` to be a boolean, got string'),
+      );
+    });
+  });
+
+  it('writes the same single part with or without the sizes: the CSV of an unsplit export is unchanged', async () => {
+    // 10 rows, 10 per file: one part, read without the window; 9 per file: two parts, with it.
+    const single = await exportConversations(db.pool, { ...base, csv: { rowsPerFile: 10 } });
+    const split = await exportConversations(db.pool, { ...base, csv: { rowsPerFile: 9 } });
+    expect(single.summary.files).toHaveLength(1);
+    expect(split.summary.files).toHaveLength(2);
+    const rowsOf = (files: Map<string, Buffer>): string[][] => [...files.values()].flatMap((bytes) => parseCsv(bytes).slice(1));
+    expect(rowsOf(single.csvFiles)).toEqual(rowsOf(split.csvFiles));
   });
 });

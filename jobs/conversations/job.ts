@@ -66,6 +66,11 @@ const XLSX_CHUNK_BYTES = 256 * 1024;
 /** Deflate level of a workbook's entries (see the note where it is used). */
 const XLSX_DEFLATE_LEVEL = 1;
 
+/** The chat size given to part splitting when the export is one part: any size fits, 1 is the least. */
+function unsplitChatRows(): number {
+  return 1;
+}
+
 /** The file name base shared by the zip and its CSV files. */
 export function conversationFileBase(resolved: ResolvedConversationExport): string {
   return `conversations_merchant-${resolved.request.merchantId}_${resolved.fromLabel}_${resolved.toLabel}`;
@@ -170,10 +175,12 @@ export async function runConversationExport(
         ...(xlsx ? { format: 'xlsx' } : {}),
       },
     });
+    // One part holds every row, so no chat can overflow it: the chat sizes are not read at all.
+    const multipart = plan.files.length > 1;
     const split = {
       columns: CONVERSATION_SOURCE_COLUMNS.length,
       groupColumn: CONVERSATION_CHAT_ID_COLUMN,
-      groupSize: chatRowsOfCopyRow,
+      groupSize: multipart ? chatRowsOfCopyRow : unsplitChatRows,
       rowsPerFile: request.csv.rowsPerFile,
       ...(context.onProgress === undefined ? {} : { onRows: (rows: number) => context.onProgress?.({ rows }) }),
     };
@@ -195,7 +202,7 @@ export async function runConversationExport(
           headerRecord: CONVERSATION_HEADER_RECORD,
           bom: request.csv.bom,
           formatRecord: (out, row) => appendConversationRecord(out, row, request.csv),
-          multipart: plan.files.length > 1,
+          multipart,
           partName: (index, multi) => partFileName(base, index, multi),
         });
     const files = (): readonly string[] => ('files' in stage ? stage.files : stage.sheets);
@@ -204,7 +211,7 @@ export async function runConversationExport(
     // 35.6 MB) and took 1.6-1.9x the CSV export (bench/export-vs-copy.ts, xlsx row).
     const zip = createZipStream({ level: xlsx ? XLSX_DEFLATE_LEVEL : 6, modifiedAt: context.now ?? new Date() });
     let streamed = started;
-    const stored = await deliverStream(session.copyOut(conversationCopySql(resolved)), [stage, zip], object, signal, () => {
+    const stored = await deliverStream(session.copyOut(conversationCopySql(resolved, { chatSizes: multipart })), [stage, zip], object, signal, () => {
       streamed = performance.now();
       // One snapshot serves the plan and the rows; a difference is a bug, and a wrong file must not be delivered.
       const expected = xlsx ? sheetNames : plan.files;

@@ -34,6 +34,17 @@ JOIN messages m ON m.chat_id = c.id
 WHERE ${conversationChatFilter(resolved)}`;
 }
 
+/** Options for {@link conversationCopySql}. */
+export interface ConversationCopyOptions {
+  /**
+   * Whether the last column counts the chat's rows (`count(*) OVER` the chat), which splitting into
+   * parts needs. Default true. An export planned as one part cannot split a chat whatever its size,
+   * so it reads `NULL` there instead: the window buffers every chat's rows in the backend, a quarter
+   * to a third of the backend's time for the query (PostgreSQL 15, 1M rows, COPY to /dev/null).
+   */
+  readonly chatSizes?: boolean;
+}
+
 /**
  * The export's rows as `COPY ... TO STDOUT` text, one per message, columns in the order of
  * `CONVERSATION_SOURCE_COLUMNS`. The session's `TimeZone` must be the export zone and `DateStyle`
@@ -41,7 +52,9 @@ WHERE ${conversationChatFilter(resolved)}`;
  * joined only within the chat's merchant, so inconsistent data can never leak another merchant's
  * people into an export.
  */
-export function conversationCopySql(resolved: ResolvedConversationExport): string {
+export function conversationCopySql(resolved: ResolvedConversationExport, options: ConversationCopyOptions = {}): string {
+  const chatSizes = options.chatSizes ?? true;
+  if (typeof chatSizes !== 'boolean') throw new TypeError(`Expected \`chatSizes\` to be a boolean, got ${typeof chatSizes}`);
   return `COPY (
 SELECT c.id, c.merchant_id, c.provider, c.created_at, m.created_at,
   c.contact_id, ct.identification, ct.name, ct.email, ct.phone_number, ct.mobile_number,
@@ -49,7 +62,7 @@ SELECT c.id, c.merchant_id, c.provider, c.created_at, m.created_at,
   m.sender, m.type, m.body, m.media_url, m.caption,
   c.alias, b.name, c.status, c.opened_at, c.picked_up_at, c.closed_at,
   trunc(extract(epoch FROM c.closed_at - coalesce(c.opened_at, c.created_at)))::bigint,
-  count(*) OVER (PARTITION BY c.created_at, c.id)
+  ${chatSizes ? 'count(*) OVER (PARTITION BY c.created_at, c.id)' : 'NULL::bigint'}
 FROM chats c
 JOIN messages m ON m.chat_id = c.id
 LEFT JOIN contacts ct ON ct.id = c.contact_id AND ct.merchant_id = c.merchant_id
