@@ -131,10 +131,10 @@ export async function runConversationExport(
   const started = performance.now();
   return await withReadOnlySnapshot(pool, async (session) => {
     await session.query(`SET LOCAL DateStyle = 'ISO, YMD'`);
-    // One backend outruns the export (2.7 s per 1M rows on PostgreSQL 15 against the export's 5):
-    // parallel workers, which the planner picks for large exports once no window keeps the query
-    // serial, only add CPU on a database that many backfill tasks share (and on the bench's two
-    // cores, 6.5 s of backend per 1M rows against 5.0 serial).
+    // One backend outruns the export (its query alone: 2.7 s per 1M rows on PostgreSQL 15, the
+    // export about 5): parallel workers, which the planner picks for large exports once no window
+    // keeps the query serial, only add CPU on a database that many backfill tasks share (the
+    // bench at 5M rows: 6.1 s of backend CPU per 1M rows with a worker, 4.7 without).
     await session.query('SET LOCAL max_parallel_workers_per_gather = 0');
     const resolved = await resolveConversationExport(session, request);
     // Timestamps leave the server as local text of the export zone (see transforms/timestamp.ts).

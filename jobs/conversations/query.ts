@@ -39,8 +39,8 @@ export interface ConversationCopyOptions {
   /**
    * Whether the last column counts the chat's rows (`count(*) OVER` the chat), which splitting into
    * parts needs. Default true. An export planned as one part cannot split a chat whatever its size,
-   * so it reads `NULL` there instead: the window buffers every chat's rows in the backend, a quarter
-   * to a third of the backend's time for the query (PostgreSQL 15, 1M rows, COPY to /dev/null).
+   * so it reads `NULL` there instead: the window buffers every chat's rows in the backend, about 30%
+   * of the query's time (PostgreSQL 15, 1M rows, serial COPY to /dev/null: 3.7-4.0 s, 2.6-2.7 without).
    */
   readonly chatSizes?: boolean;
 }
