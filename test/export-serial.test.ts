@@ -62,8 +62,8 @@ describe('the export query on one backend', () => {
     // Its queries (the merchant's zone, the rows) get a worker each.
     const outside = await launchedBy(copyOutsideTheExport);
     expect(outside).toBeGreaterThanOrEqual(2);
-    // The same backend then runs the export and that COPY again: only the COPY's workers are
-    // counted (the export's come after it, so the count has settled by the time it is read).
+    // The same backend then runs the export and that COPY again, and both flush their statistics
+    // at its exit: a count equal to the COPY's alone leaves none for the export.
     const launched = await launchedBy(async (pool) => {
       const { summary } = await exportConversations(pool, request);
       expect(summary.rows).toBe(10);
