@@ -67,6 +67,33 @@ describe('the shared-strings table', () => {
     expect(byLength.indexOf(ten, 0, 0, FLAGS_NONE)).toBe(-1);
   });
 
+  it('gives the indexes a first-come map of the texts would, over many texts with repeats and near misses', () => {
+    // The table hashes bytes; this is the plain model it must agree with, collisions and growth included.
+    const maxStrings = 20_000;
+    const table = new XlsxSharedStrings({ maxStrings, maxBytes: 64 * 1024 * 1024 });
+    const model = new Map<string, number>();
+    let seed = 7;
+    const random = (limit: number): number => {
+      seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+      return seed % limit;
+    };
+    const alphabet = ['a', 'b', 'é', ' ', '0', '\u00ff', 'ß'];
+    for (let i = 0; i < 60_000; i++) {
+      let text = `t${random(30_000)}`;
+      // Texts that differ only in their last byte or their length, and repeats of earlier ones.
+      for (let n = random(4); n > 0; n--) text += alphabet[random(alphabet.length)]!;
+      const bytes = utf8(`<${text}>`);
+      const expected = model.get(text) ?? (model.size < maxStrings ? model.size : -1);
+      if (expected === model.size) model.set(text, expected);
+      expect(table.indexOf(bytes, 1, bytes.length - 1, FLAGS_NONE)).toBe(expected);
+    }
+    expect(table.size).toBe(maxStrings);
+    const xml = tableXml(table);
+    const written = [...xml.matchAll(/<si><t(?: xml:space="preserve")?>(.*?)<\/t><\/si>/g)].map((match) => match[1]);
+    expect(written).toEqual([...model.keys()]);
+    expect(table.size).toBe(0);
+  });
+
   it('refuses limits that are no whole number from 1, naming the limit', () => {
     expect(() => new XlsxSharedStrings({ maxStrings: 0 })).toThrow(/`maxStrings`.*got 0/);
     expect(() => new XlsxSharedStrings({ maxBytes: 1.5 })).toThrow(/`maxBytes`.*got 1.5/);
