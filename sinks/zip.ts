@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { Transform, type TransformCallback, type TransformOptions } from 'node:stream';
-import { crc32, createDeflateRaw, type DeflateRaw, type ZlibOptions } from 'node:zlib';
+import { Transform, type TransformCallback } from 'node:stream';
+import { constants as zlibConstants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
 import { describe } from '../config/env.js';
 
 // The byte layout follows PKWARE's APPNOTE.TXT and the choices of Go's archive/zip writer, which
@@ -42,18 +42,31 @@ const EXTENDED_TIMESTAMP_EXTRA_BYTES = 4 + 1 + 4;
 /** Earliest instant a DOS date can hold, in local time (January 1980). */
 const DOS_EPOCH_YEAR = 1980;
 
-// Memory budget. While the reader of the archive keeps up, chunks pass straight through and only
-// deflate's input buffer fills, which is what lets the caller produce the next chunk on the main
-// thread while zlib compresses on the thread pool. When the reader stops, every buffer below fills
-// once and then the writable side refuses more: with the CSV stage's 256 KiB chunks at most about
-// 4 x 256 KiB (our queue) + 512 KiB + 256 KiB (deflate input) + 2 x 2 x 64 KiB (outputs) of memory.
+// How deflate runs. An entry's bytes are cut into segments of SEGMENT_BYTES, and each segment is
+// deflated on its own as one job on libuv's thread pool, ending on a byte boundary (a sync flush;
+// the entry's last segment ends the stream), so the segments' outputs joined are one deflate
+// stream that any reader inflates. Each segment's deflate starts with the previous segment's last
+// 32 KiB as its dictionary, as pigz does, so its matches reach back as far as one stream's would:
+// readers need nothing, as those bytes are in their window already. Two segments are deflated at once: while the main thread is
+// busy producing the next rows, the pool always has a whole segment to work on. A zlib stream
+// instead needs the main thread between every piece of work it does, and measured no overlap with
+// a busy producer: a 1 GB workbook sheet took producer time plus deflate time.
+//
+// Memory budget: at most SEGMENTS_IN_FLIGHT segments deflating or waiting to be read, plus the one
+// being filled, each with its input (1 MiB) and its output (at most about 1 MiB), and zlib's state
+// per job (about 300 KiB at the default memLevel); the writable side queues 4 chunks on top. When
+// the reader stops, finished segments wait, then filling stops, then write() returns false.
 /** Chunks queued on the writable side before write() returns false. */
 const WRITABLE_HIGH_WATER_MARK_CHUNKS = 4;
-/** Uncompressed bytes handed to deflate before its write() returns false: two of the CSV stage's 256 KiB chunks. */
-const DEFLATE_INPUT_HIGH_WATER_MARK = 512 * 1024;
-/** Size of deflate's output buffers: fewer thread-pool round trips than zlib's default of 16 KiB. */
-const DEFLATE_OUTPUT_CHUNK_BYTES = 64 * 1024;
-/** Compressed bytes deflate and this stream each buffer for a slow reader. */
+/** Uncompressed bytes deflated as one job on the thread pool. */
+const SEGMENT_BYTES = 1024 * 1024;
+/** Segments deflating or holding output the reader has not taken yet. */
+const SEGMENTS_IN_FLIGHT = 2;
+/** Size of a job's output buffers: most segments' output fits one, so one round trip per job. */
+const SEGMENT_OUTPUT_CHUNK_BYTES = 256 * 1024;
+/** Deflate's window: the most a match can reach back, hence the dictionary a segment needs. */
+const WINDOW_BYTES = 32 * 1024;
+/** Compressed bytes this stream buffers for a slow reader. */
 const READABLE_HIGH_WATER_MARK = 64 * 1024;
 
 /**
@@ -360,22 +373,38 @@ interface OpenEntry {
   readonly name: string;
   readonly header: EntryHeader;
   readonly localHeaderOffset: number;
-  readonly deflate: DeflateRaw;
   crc32: number;
   uncompressedBytes: number;
   compressedBytes: number;
 }
 
+/** A piece of an entry being deflated on the thread pool, or deflated and waiting to be pushed. */
+interface Segment {
+  readonly input: Buffer;
+  output: Buffer | undefined;
+}
+
+/** A written chunk whose bytes are not all copied into segments yet. */
+interface PendingChunk {
+  readonly data: Uint8Array;
+  readonly release: (() => void) | undefined;
+  readonly callback: TransformCallback;
+  offset: number;
+}
+
 /**
  * A streaming zip writer. The writable side takes {@link ZipEntryChunk} objects; the readable side
- * yields the archive's bytes. Each entry is deflated by zlib on libuv's thread pool while the
- * caller produces the next chunks, and the CRC is computed natively with `zlib.crc32`.
+ * yields the archive's bytes. Each entry is deflated by zlib on libuv's thread pool, in 1 MiB
+ * segments two at a time, while the caller produces the next chunks; the CRC is computed natively
+ * with `zlib.crc32`. A written chunk's bytes are copied, so its `release` runs as soon as it is
+ * taken in.
  *
- * Memory stays bounded whatever the entry sizes: when the reader stops reading, deflate's output
- * fills up, deflate stops taking input, and then write() returns false. Only the central directory
- * (a few dozen bytes per entry) grows with the archive.
+ * Memory stays bounded whatever the entry sizes: when the reader stops reading, deflated segments
+ * wait, no new segment starts, and then write() returns false. Only the central directory (a few
+ * dozen bytes per entry) grows with the archive.
  *
- * Destroying the stream destroys the entry's deflate stream too. Errors in the written chunks
+ * Destroying the stream drops the segments in flight (a job already on the pool finishes, and its
+ * output is thrown away). Errors in the written chunks
  * (a malformed chunk, an empty, unencodable or repeated entry name) destroy the stream with an
  * error that names the problem.
  */
@@ -391,6 +420,23 @@ export class ZipStream extends Transform {
   #open: OpenEntry | undefined;
   #outputPaused = false;
   #bytesWritten = 0;
+  /** The open entry's segments in order: deflating, or deflated and not pushed yet. */
+  readonly #segments: Segment[] = [];
+  /** Input buffers of finished segments, reused for the next ones. */
+  readonly #spareInputs: Buffer[] = [];
+  /** The segment being filled and how many of its bytes are taken. */
+  #filling: Buffer | undefined;
+  #filled = 0;
+  #pending: PendingChunk | undefined;
+  /** How much of the first segment's output is pushed already. */
+  #pushedFrom = 0;
+  /** Set while the open entry is being closed: runs once its last segment has been pushed. */
+  #afterClose: (() => void) | undefined;
+  #lastSegmentStarted = false;
+  /** The open entry's last WINDOW_BYTES before the segment being filled; empty for its first segment. */
+  readonly #window = Buffer.allocUnsafe(WINDOW_BYTES);
+  #windowLength = 0;
+  #pumping = false;
 
   /** Prefer {@link createZipStream}; throws TypeError for invalid options. */
   constructor(options?: ZipOptions) {
@@ -457,21 +503,24 @@ export class ZipStream extends Transform {
   }
 
   override _read(size: number): void {
-    // The reader wants more: let the deflate output that push() refused earlier flow again.
+    // The reader wants more: push the deflated segments that waited for it.
     if (this.#outputPaused) {
       this.#outputPaused = false;
-      this.#open?.deflate.resume();
+      this.#pump();
     }
     // Transform's own _read releases a write callback it held for a full readable buffer.
     super._read(size);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const open = this.#open;
+    // A job already on the thread pool cannot be stopped; its result is dropped when it arrives.
     this.#open = undefined;
-    // Frees zlib's native memory now instead of at garbage collection; its 'error' listener stays,
-    // so a late error from it cannot become an unhandled 'error' event.
-    open?.deflate.destroy();
+    this.#segments.length = 0;
+    this.#pushedFrom = 0;
+    this.#spareInputs.length = 0;
+    this.#filling = undefined;
+    this.#pending = undefined;
+    this.#afterClose = undefined;
     callback(error);
   }
 
@@ -504,39 +553,23 @@ export class ZipStream extends Transform {
   }
 
   #openEntry(name: string, header: EntryHeader): OpenEntry {
-    // zlib passes stream options on to its Transform, though @types/node's ZlibOptions omits them.
-    const options: ZlibOptions & Pick<TransformOptions, 'writableHighWaterMark' | 'readableHighWaterMark'> = {
-      level: this.#level,
-      chunkSize: DEFLATE_OUTPUT_CHUNK_BYTES,
-      writableHighWaterMark: DEFLATE_INPUT_HIGH_WATER_MARK,
-      readableHighWaterMark: READABLE_HIGH_WATER_MARK,
-    };
-    const deflate = createDeflateRaw(options);
     const entry: OpenEntry = {
       name,
       header,
       localHeaderOffset: this.#bytesWritten,
-      deflate,
       crc32: 0,
       uncompressedBytes: 0,
       compressedBytes: 0,
     };
-    deflate.on('data', (compressed: Buffer) => {
-      entry.compressedBytes += compressed.length;
-      if (!this.#emit(compressed)) {
-        // Deflate's readable buffer then fills, zlib stops, and deflate.write() starts refusing.
-        this.#outputPaused = true;
-        deflate.pause();
-      }
-    });
-    deflate.on('error', (error: Error) => this.destroy(error));
     this.#usedNames.add(name);
     this.#open = entry;
+    this.#lastSegmentStarted = false;
+    this.#windowLength = 0;
     this.#emit(localFileHeader(header, this.#forceZip64));
     return entry;
   }
 
-  /** Feeds data to the open entry; calls back at once while deflate has room, so work overlaps. */
+  /** Takes in data for the open entry; calls back once it is copied into segments. */
   #write(entry: OpenEntry, { data, release }: ZipEntryChunk, callback: TransformCallback): void {
     if (data.length === 0) {
       release?.();
@@ -545,18 +578,13 @@ export class ZipStream extends Transform {
     }
     entry.crc32 = crc32(data, entry.crc32);
     entry.uncompressedBytes += data.length;
-    // Deflate calls back once zlib has taken the bytes into its own window; with an error (the
-    // stream destroyed) zlib may still be reading them, so the buffer is not handed back.
-    const written = release === undefined ? entry.deflate.write(data) : entry.deflate.write(data, (error) => {
-      if (error === null || error === undefined) release();
-    });
-    if (written) callback();
-    else entry.deflate.once('drain', () => callback());
+    this.#pending = { data, release, callback, offset: 0 };
+    this.#pump();
   }
 
-  /** Finishes the entry's deflate stream, then writes its data descriptor and calls `then`. */
+  /** Deflates the open entry's remaining bytes as its last segment, then writes its data descriptor and calls `then`. */
   #closeEntry(entry: OpenEntry, then: () => void): void {
-    entry.deflate.once('end', () => {
+    this.#afterClose = () => {
       const trailer: EntryTrailer = {
         crc32: entry.crc32,
         compressedBytes: entry.compressedBytes,
@@ -566,10 +594,127 @@ export class ZipStream extends Transform {
       this.#directory.push({ ...entry.header, ...trailer, localHeaderOffset: entry.localHeaderOffset });
       this.#entries.push(Object.freeze({ name: entry.name, ...trailer }));
       this.#open = undefined;
-      this.#outputPaused = false;
       then();
+    };
+    this.#pump();
+  }
+
+  /**
+   * Moves everything along as far as it can go: pushes deflated segments in order while the reader
+   * takes them, copies the pending chunk into segments and starts them while fewer than
+   * SEGMENTS_IN_FLIGHT are out, and finishes a closing entry once its last segment is pushed. Runs
+   * again on every event that can unblock it (a job done, the reader wanting more, a new chunk); a
+   * callback it calls may write the next chunk, which the running loop then takes.
+   */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.destroyed && this.#step());
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** One move of {@link #pump}; false when nothing can move until the next event. */
+  #step(): boolean {
+    const segments = this.#segments;
+    const first = segments[0];
+    const output = first?.output;
+    if (!this.#outputPaused && output !== undefined) {
+      // In pieces of the readable buffer's size, so a slow reader holds at most one piece more.
+      const from = this.#pushedFrom;
+      const to = Math.min(output.length, from + READABLE_HIGH_WATER_MARK);
+      if (to === output.length) {
+        segments.shift();
+        this.#spareInputs.push(first!.input);
+        this.#pushedFrom = 0;
+      } else {
+        this.#pushedFrom = to;
+      }
+      this.#open!.compressedBytes += to - from;
+      if (to > from && !this.#emit(output.subarray(from, to))) this.#outputPaused = true;
+      return true;
+    }
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      if (this.#filled === SEGMENT_BYTES) {
+        if (segments.length >= SEGMENTS_IN_FLIGHT) return false;
+        this.#startSegment(false);
+      }
+      let filling = this.#filling;
+      if (filling === undefined) {
+        filling = this.#spareInputs.pop() ?? Buffer.allocUnsafe(SEGMENT_BYTES);
+        this.#filling = filling;
+        this.#filled = 0;
+      }
+      const { data, offset } = pending;
+      const taken = Math.min(data.length - offset, SEGMENT_BYTES - this.#filled);
+      filling.set(data.subarray(offset, offset + taken), this.#filled);
+      this.#filled += taken;
+      pending.offset = offset + taken;
+      if (pending.offset === data.length) {
+        this.#pending = undefined;
+        pending.release?.();
+        pending.callback();
+      }
+      return true;
+    }
+    const afterClose = this.#afterClose;
+    if (afterClose === undefined) return false;
+    if (!this.#lastSegmentStarted) {
+      if (segments.length >= SEGMENTS_IN_FLIGHT) return false;
+      this.#startSegment(true);
+      this.#lastSegmentStarted = true;
+      return true;
+    }
+    if (segments.length > 0) return false;
+    this.#afterClose = undefined;
+    afterClose();
+    return true;
+  }
+
+  /** Keeps the last WINDOW_BYTES of the entry so far, after `input`'s first `length` bytes. */
+  #keepWindow(input: Buffer, length: number): void {
+    const window = this.#window;
+    if (length >= WINDOW_BYTES) {
+      input.copy(window, 0, length - WINDOW_BYTES, length);
+      this.#windowLength = WINDOW_BYTES;
+      return;
+    }
+    // A short segment (only an entry's last can be one) keeps part of the previous window.
+    const keep = Math.min(this.#windowLength, WINDOW_BYTES - length);
+    window.copy(window, 0, this.#windowLength - keep, this.#windowLength);
+    input.copy(window, keep, 0, length);
+    this.#windowLength = keep + length;
+  }
+
+  /** Deflates the filled segment (an empty one for an entry's last, if need be) on the thread pool. */
+  #startSegment(last: boolean): void {
+    const input = this.#filling ?? this.#spareInputs.pop() ?? Buffer.allocUnsafe(SEGMENT_BYTES);
+    const length = this.#filling === undefined ? 0 : this.#filled;
+    this.#filling = undefined;
+    this.#filled = 0;
+    const segment: Segment = { input, output: undefined };
+    this.#segments.push(segment);
+    const options: ZlibOptions = {
+      level: this.#level,
+      chunkSize: SEGMENT_OUTPUT_CHUNK_BYTES,
+      finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH,
+    };
+    // zlib copies the dictionary when the job is created, so the window can be overwritten next.
+    if (this.#windowLength > 0) options.dictionary = this.#window.subarray(0, this.#windowLength);
+    deflateRaw(input.subarray(0, length), options, (error, output) => {
+      if (this.destroyed || !this.#segments.includes(segment)) return;
+      if (error !== null) {
+        this.destroy(error);
+        return;
+      }
+      segment.output = output;
+      this.#pump();
     });
-    entry.deflate.end();
+    // After deflateRaw() took its copy of the previous window.
+    this.#keepWindow(input, length);
   }
 
   #writeCentralDirectory(): void {
@@ -585,6 +730,7 @@ export class ZipStream extends Transform {
     );
     // One push: the directory is already held in memory as records, so this at most doubles it.
     this.#emit(Buffer.concat(parts));
+    this.#spareInputs.length = 0;
     this.#directory.length = 0;
     this.#usedNames.clear();
   }
