@@ -62,8 +62,14 @@ const WRITABLE_HIGH_WATER_MARK_CHUNKS = 4;
 const SEGMENT_BYTES = 1024 * 1024;
 /** Segments deflating or holding output the reader has not taken yet. */
 const SEGMENTS_IN_FLIGHT = 2;
-/** Size of a job's output buffers: most segments' output fits one, so one round trip per job. */
-const SEGMENT_OUTPUT_CHUNK_BYTES = 256 * 1024;
+/**
+ * Size of a job's first output buffer before the entry's first segment told how well it compresses.
+ * Later jobs size theirs from the previous segment's output, so that most fit one buffer (one
+ * thread-pool round trip, no concatenation) without allocating much more than they fill: every
+ * job's buffer is garbage once pushed, and V8 collects it only when external memory has grown.
+ */
+const FIRST_OUTPUT_CHUNK_BYTES = 64 * 1024;
+const MIN_OUTPUT_CHUNK_BYTES = 16 * 1024;
 /** Deflate's window: the most a match can reach back, hence the dictionary a segment needs. */
 const WINDOW_BYTES = 32 * 1024;
 /** Compressed bytes this stream buffers for a slow reader. */
@@ -436,6 +442,8 @@ export class ZipStream extends Transform {
   /** The open entry's last WINDOW_BYTES before the segment being filled; empty for its first segment. */
   readonly #window = Buffer.allocUnsafe(WINDOW_BYTES);
   #windowLength = 0;
+  /** Output buffer size for the next job, from the size of the last segment's output. */
+  #outputChunkBytes = FIRST_OUTPUT_CHUNK_BYTES;
   #pumping = false;
 
   /** Prefer {@link createZipStream}; throws TypeError for invalid options. */
@@ -699,7 +707,7 @@ export class ZipStream extends Transform {
     this.#segments.push(segment);
     const options: ZlibOptions = {
       level: this.#level,
-      chunkSize: SEGMENT_OUTPUT_CHUNK_BYTES,
+      chunkSize: this.#outputChunkBytes,
       finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH,
     };
     // zlib copies the dictionary when the job is created, so the window can be overwritten next.
@@ -711,6 +719,9 @@ export class ZipStream extends Transform {
         return;
       }
       segment.output = output;
+      // An eighth more than the last output, in 4 KiB steps: segments of one entry compress alike.
+      const next = Math.ceil((output.length * 1.125) / 4096) * 4096;
+      this.#outputChunkBytes = Math.max(MIN_OUTPUT_CHUNK_BYTES, next);
       this.#pump();
     });
     // After deflateRaw() took its copy of the previous window.
