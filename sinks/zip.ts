@@ -85,13 +85,13 @@ export interface ZipEntryChunk {
   /** Path of the entry inside the archive, with `/` between folders; stored as UTF-8. */
   readonly entry: string;
   /**
-   * The next bytes of the entry. The stream keeps a reference until deflate has read it: do not
-   * write into the buffer again before {@link release} is called.
+   * The next bytes of the entry. The stream keeps a reference until it has copied them into its
+   * deflate segments: do not write into the buffer again before {@link release} is called.
    */
   readonly data: Buffer;
   /**
-   * Called once deflate has read {@link data}, so its buffer may be written again; at most once,
-   * and never when the stream is destroyed first (then nothing may reuse the buffer).
+   * Called once the stream has copied {@link data}, so its buffer may be written again; at most
+   * once, and never when the stream is destroyed first (then nothing may reuse the buffer).
    */
   readonly release?: () => void;
 }
