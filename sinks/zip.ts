@@ -386,7 +386,8 @@ interface OpenEntry {
 
 /** A piece of an entry being deflated on the thread pool, or deflated and waiting to be pushed. */
 interface Segment {
-  readonly input: Buffer;
+  /** Undefined for an entry's last segment when it has no bytes. */
+  readonly input: Buffer | undefined;
   output: Buffer | undefined;
 }
 
@@ -439,9 +440,9 @@ export class ZipStream extends Transform {
   /** Set while the open entry is being closed: runs once its last segment has been pushed. */
   #afterClose: (() => void) | undefined;
   #lastSegmentStarted = false;
-  /** The open entry's last WINDOW_BYTES before the segment being filled; empty for its first segment. */
+  /** The open entry's last WINDOW_BYTES before the segment being filled, once it has some. */
   readonly #window = Buffer.allocUnsafe(WINDOW_BYTES);
-  #windowLength = 0;
+  #hasWindow = false;
   /** Output buffer size for the next job, from the size of the last segment's output. */
   #outputChunkBytes = FIRST_OUTPUT_CHUNK_BYTES;
   #pumping = false;
@@ -572,7 +573,7 @@ export class ZipStream extends Transform {
     this.#usedNames.add(name);
     this.#open = entry;
     this.#lastSegmentStarted = false;
-    this.#windowLength = 0;
+    this.#hasWindow = false;
     this.#emit(localFileHeader(header, this.#forceZip64));
     return entry;
   }
@@ -635,7 +636,7 @@ export class ZipStream extends Transform {
       const to = Math.min(output.length, from + READABLE_HIGH_WATER_MARK);
       if (to === output.length) {
         segments.shift();
-        this.#spareInputs.push(first!.input);
+        if (first!.input !== undefined) this.#spareInputs.push(first!.input);
         this.#pushedFrom = 0;
       } else {
         this.#pushedFrom = to;
@@ -682,25 +683,10 @@ export class ZipStream extends Transform {
     return true;
   }
 
-  /** Keeps the last WINDOW_BYTES of the entry so far, after `input`'s first `length` bytes. */
-  #keepWindow(input: Buffer, length: number): void {
-    const window = this.#window;
-    if (length >= WINDOW_BYTES) {
-      input.copy(window, 0, length - WINDOW_BYTES, length);
-      this.#windowLength = WINDOW_BYTES;
-      return;
-    }
-    // A short segment (only an entry's last can be one) keeps part of the previous window.
-    const keep = Math.min(this.#windowLength, WINDOW_BYTES - length);
-    window.copy(window, 0, this.#windowLength - keep, this.#windowLength);
-    input.copy(window, keep, 0, length);
-    this.#windowLength = keep + length;
-  }
-
   /** Deflates the filled segment (an empty one for an entry's last, if need be) on the thread pool. */
   #startSegment(last: boolean): void {
-    const input = this.#filling ?? this.#spareInputs.pop() ?? Buffer.allocUnsafe(SEGMENT_BYTES);
-    const length = this.#filling === undefined ? 0 : this.#filled;
+    const input = this.#filling;
+    const length = input === undefined ? 0 : this.#filled;
     this.#filling = undefined;
     this.#filled = 0;
     const segment: Segment = { input, output: undefined };
@@ -711,8 +697,8 @@ export class ZipStream extends Transform {
       finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH,
     };
     // zlib copies the dictionary when the job is created, so the window can be overwritten next.
-    if (this.#windowLength > 0) options.dictionary = this.#window.subarray(0, this.#windowLength);
-    deflateRaw(input.subarray(0, length), options, (error, output) => {
+    if (this.#hasWindow) options.dictionary = this.#window;
+    deflateRaw(input === undefined ? Buffer.alloc(0) : input.subarray(0, length), options, (error, output) => {
       if (this.destroyed || !this.#segments.includes(segment)) return;
       if (error !== null) {
         this.destroy(error);
@@ -724,8 +710,12 @@ export class ZipStream extends Transform {
       this.#outputChunkBytes = Math.max(MIN_OUTPUT_CHUNK_BYTES, next);
       this.#pump();
     });
-    // After deflateRaw() took its copy of the previous window.
-    this.#keepWindow(input, length);
+    // After deflateRaw() took its copy of the previous window. Only full segments come before
+    // another one, and the window after an entry's last is never used.
+    if (!last && input !== undefined) {
+      input.copy(this.#window, 0, SEGMENT_BYTES - WINDOW_BYTES, SEGMENT_BYTES);
+      this.#hasWindow = true;
+    }
   }
 
   #writeCentralDirectory(): void {
